@@ -1,0 +1,1 @@
+"""Closed-form KL divergences: continuous_bernoulli (being written)."""

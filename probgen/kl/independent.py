@@ -1,0 +1,1 @@
+"""Closed-form KL divergences: independent (being written)."""

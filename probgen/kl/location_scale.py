@@ -1,0 +1,1 @@
+"""Closed-form KL divergences: location_scale (being written)."""

@@ -1,0 +1,81 @@
+"""Checks on the inputs of a KL computation: valid parameters, matching shapes.
+
+Distributions built with ``validate_args=False`` (or under ``python -O``) skip torch's own checks;
+probgen checks again before computing, so that bad input is a ``ValueError`` naming the parameter
+and the bad value, never a silent NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Distribution, Independent, TransformedDistribution
+from torch.distributions.utils import lazy_property
+
+__all__ = ["check_distribution", "check_pair"]
+
+
+def _describe_bad(value: torch.Tensor, ok: torch.Tensor) -> str:
+    bad = value.detach()
+    if ok.shape != bad.shape:
+        # Constraints with an event dimension (simplex, positive definite) reduce it.
+        ok = ok.reshape(ok.shape + (1,) * (bad.dim() - ok.dim())).expand_as(bad)
+    index = tuple(int(i) for i in (~ok).nonzero()[0])
+    return f"{bad[index].item()!r} at index {index}"
+
+
+def check_distribution(d: Distribution, name: str = "p") -> None:
+    """Raise ``ValueError`` if a parameter of ``d`` is NaN or violates its constraint.
+
+    Args:
+        d: the distribution. ``Independent`` and ``TransformedDistribution`` are checked through
+            their base distribution.
+        name: how the distribution is called in the error message (``"p"`` or ``"q"``).
+    """
+    if isinstance(d, Independent):
+        check_distribution(d.base_dist, name)
+        return
+    if isinstance(d, TransformedDistribution):
+        check_distribution(d.base_dist, name)
+        return
+    for param, constraint in d.arg_constraints.items():
+        if isinstance(getattr(type(d), param, None), lazy_property) and param not in d.__dict__:
+            # An alternative parametrisation (probs/logits, scale_tril/covariance) that was not
+            # given: it is computed from the one that was, which is checked.
+            continue
+        value = getattr(d, param)
+        if not torch.is_tensor(value):
+            continue
+        if value.is_floating_point() and torch.isnan(value).any():
+            nan_index = tuple(int(i) for i in torch.isnan(value).nonzero()[0])
+            raise ValueError(
+                f"{name}: parameter {param!r} of {type(d).__name__} is NaN at index {nan_index}"
+            )
+        ok = constraint.check(value)
+        if not bool(ok.all()):
+            raise ValueError(
+                f"{name}: parameter {param!r} of {type(d).__name__} must satisfy {constraint}, "
+                f"found {_describe_bad(value, ok)}"
+            )
+
+
+def check_pair(p: Distribution, q: Distribution) -> torch.Size:
+    """Validate both distributions and their shapes; return the broadcast batch shape.
+
+    Raises:
+        ValueError: on an invalid parameter, different event shapes, or batch shapes that do
+            not broadcast.
+    """
+    check_distribution(p, "p")
+    check_distribution(q, "q")
+    if p.event_shape != q.event_shape:
+        raise ValueError(
+            f"event shapes differ: p {type(p).__name__} has event_shape {tuple(p.event_shape)}, "
+            f"q {type(q).__name__} has event_shape {tuple(q.event_shape)}"
+        )
+    try:
+        return torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"batch shapes do not broadcast: p has batch_shape {tuple(p.batch_shape)}, "
+            f"q has batch_shape {tuple(q.batch_shape)}"
+        ) from None

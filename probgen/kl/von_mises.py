@@ -1,0 +1,1 @@
+"""Closed-form KL divergences: von_mises (being written)."""
