@@ -105,6 +105,12 @@ def mc_kl(
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
 
+    shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    if p.batch_shape != shape:
+        # Independent samples for every element of the broadcast batch, so that x lines up
+        # with q's batch dimensions.
+        p = p.expand(shape)
+
     with _seeded(seed, generator, _device_of(p)):
         if p.has_rsample:
             x = p.rsample((num_samples,))

@@ -1,0 +1,103 @@
+"""probgen.kl_divergence: method choice, visibility of the method, validation, shapes."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch.distributions import (
+    Categorical,
+    Dirichlet,
+    MixtureSameFamily,
+    Normal,
+    OneHotCategorical,
+)
+
+import probgen
+from probgen import KLMethodWarning, KLResult
+
+
+def _mixture():
+    return MixtureSameFamily(
+        Categorical(torch.tensor([0.3, 0.7])), Normal(torch.tensor([-1.0, 2.0]), 1.0)
+    )
+
+
+def test_analytic_normal_matches_textbook_formula():
+    p, q = Normal(0.3, 1.5), Normal(-0.2, 0.7)
+    expected = math.log(0.7 / 1.5) + (1.5**2 + 0.5**2) / (2 * 0.7**2) - 0.5
+    result = probgen.kl_divergence(p, q, method="analytic", return_info=True)
+    assert isinstance(result, KLResult)
+    assert result.method == "analytic" and result.stderr is None
+    assert result.value.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_analytic_without_closed_form_names_both_types():
+    with pytest.raises(NotImplementedError, match="p=MixtureSameFamily, q=Normal"):
+        probgen.kl_divergence(_mixture(), Normal(0.0, 1.0), method="analytic")
+
+
+def test_auto_falls_back_to_mc_visibly():
+    p, q = _mixture(), Normal(0.0, 2.0)
+    with pytest.warns(KLMethodWarning, match="Monte Carlo"):
+        value = probgen.kl_divergence(p, q, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info = probgen.kl_divergence(p, q, seed=0, return_info=True)
+        explicit = probgen.kl_divergence(p, q, method="mc", seed=0)
+    assert info.method == "mc" and info.num_samples == 1000 and info.stderr is not None
+    assert torch.equal(value, info.value) and torch.equal(explicit, info.value)
+
+
+def test_auto_uses_closed_form_when_registered():
+    info = probgen.kl_divergence(Normal(0.0, 1.0), Normal(1.0, 2.0), return_info=True)
+    assert info.method == "analytic"
+
+
+def test_result_has_broadcast_batch_shape():
+    p = Normal(torch.zeros(3), torch.ones(3))
+    q = Normal(torch.zeros(2, 1), torch.ones(2, 1))
+    assert probgen.kl_divergence(p, q).shape == (2, 3)
+    assert probgen.kl_divergence(p, q, method="mc", num_samples=10, seed=0).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("p", "match"),
+    [
+        (Normal(0.0, -1.0, validate_args=False), r"p: parameter 'scale' of Normal must satisfy"),
+        (Normal(float("nan"), 1.0, validate_args=False), r"p: parameter 'loc' of Normal is NaN"),
+        (
+            Categorical(probs=torch.tensor([0.5, -0.5]), validate_args=False),
+            r"p: parameter 'probs' of Categorical",
+        ),
+    ],
+)
+def test_invalid_parameters_raise_value_error(p, match):
+    q = Normal(0.0, 1.0) if isinstance(p, Normal) else Categorical(torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match=match):
+        probgen.kl_divergence(p, q)
+
+
+def test_bad_value_is_named():
+    p = Normal(torch.tensor([1.0, 2.0]), torch.tensor([1.0, -3.0]), validate_args=False)
+    with pytest.raises(ValueError, match=r"-3\.0 at index \(1,\)"):
+        probgen.kl_divergence(p, Normal(0.0, 1.0))
+
+
+def test_event_shape_mismatch_raises():
+    with pytest.raises(ValueError, match=r"event shapes differ.*\(1,\).*\(3,\)"):
+        probgen.kl_divergence(Dirichlet(torch.ones(1)), Dirichlet(torch.ones(3)))
+    with pytest.raises(ValueError, match="event shapes differ"):
+        probgen.kl_divergence(OneHotCategorical(torch.ones(2)), OneHotCategorical(torch.ones(3)))
+
+
+def test_batch_shapes_that_do_not_broadcast_raise():
+    p = Normal(torch.zeros(3), 1.0)
+    q = Normal(torch.zeros(4), 1.0)
+    with pytest.raises(ValueError, match=r"batch shapes do not broadcast.*\(3,\).*\(4,\)"):
+        probgen.kl_divergence(p, q)
+
+
+def test_unknown_method_lists_valid_ones():
+    with pytest.raises(ValueError, match="method must be one of"):
+        probgen.kl_divergence(Normal(0.0, 1.0), Normal(0.0, 1.0), method="exact")
