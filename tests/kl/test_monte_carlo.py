@@ -112,5 +112,5 @@ def test_num_samples_must_be_an_integer_at_least_two(bad):
 
 def test_unknown_estimator_is_named():
     p, q = _normals()
-    with pytest.raises(ValueError, match="estimator must be one of.*'k2'"):
+    with pytest.raises(ValueError, match=r"estimator must be one of.*'k2'"):
         mc_kl(p, q, estimator="k2")
