@@ -1,0 +1,45 @@
+"""The command line: help stays light, the tour runs."""
+
+import math
+import subprocess
+import sys
+
+from probgen.cli import main
+
+HEAVY = ("pyro", "scipy", "matplotlib", "sklearn", "hypothesis")
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys\n"
+        "from probgen.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_help_lists_every_command(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as exit:
+        assert exit.code == 0
+    assert "tour" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: probgen" in capsys.readouterr().out
+
+
+def test_tour_shows_methods(capsys):
+    assert main(["tour", "--samples", "200"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "‖" in line]
+    methods = [row.split("[")[1].split("]")[0] for row in rows]
+    assert len(rows) == 6 and "analytic" in methods and "mc" in methods
+    for row in rows:
+        probgen_value = float(row.split("[")[0].split()[-1])
+        assert math.isfinite(probgen_value) and probgen_value >= 0, row
