@@ -15,6 +15,7 @@ Theorem 1, and ``docs/gan.md``.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -154,8 +155,9 @@ def jsd(
             error bound) instead of the tensor alone.
 
     Returns:
-        Tensor of shape ``broadcast(p.batch_shape, q.batch_shape)`` with values in
-        [0, log 2] (up to Monte Carlo error), or an :class:`Estimate`.
+        Tensor of shape ``broadcast(p.batch_shape, q.batch_shape)``, or an :class:`Estimate`.
+        Exact and quadrature values are clamped to [0, log 2] (rounding can leave them a few
+        ulps outside); Monte Carlo values are unbiased and may fall outside by their error.
     """
     if method not in JSD_METHODS:
         raise ValueError(f"method must be one of {JSD_METHODS}, got {method!r}")
@@ -186,6 +188,8 @@ def jsd(
             )
     if result is None:
         result = _mc_jsd(p, q, num_samples, seed, generator)
+    else:  # rounding can leave an exact or quadrature value a few ulps outside [0, log 2]
+        result = replace(result, value=result.value.clamp(0.0, _LOG2))
     return result if return_info else result.value
 
 
