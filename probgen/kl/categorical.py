@@ -1,0 +1,111 @@
+r"""KL(p ‖ q) between Categorical and OneHotCategorical laws over K classes.
+
+A Categorical over K classes and a OneHotCategorical over K classes describe the same law (one
+returns the index, the other its one-hot vector), so all four combinations share one formula:
+
+.. math::
+
+    KL = \sum_i p_i\log\frac{p_i}{q_i}
+       = \frac{1}{P}\Bigl[\sum_i t(p_i, q_i) - t(P, Q)\Bigr],
+    \qquad t(x, y) = x\log\frac{x}{y} - x + y \ge 0,
+
+where p_i, q_i are the stored probabilities and P = Σ p_i, Q = Σ q_i (1 up to rounding: the
+second term makes the result exact for the vectors as stored, and it is ≥ 0 by Jensen). The
+differences p_i − q_i are exact when probabilities were given, and computed from the logit
+difference d_i = a_i − b_i when logits were given:
+
+.. math::  p_i - q_i = \begin{cases} q_i\,\operatorname{expm1}(d_i) & d_i \le 0 \\
+                                      -p_i\,\operatorname{expm1}(-d_i) & d_i > 0. \end{cases}
+
++inf exactly where some q_i = 0 < p_i.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Categorical, Distribution, OneHotCategorical
+
+from probgen.kl.discrete_terms import poisson_term
+from probgen.kl.registry import register_kl
+
+__all__ = ["categorical_kl"]
+
+
+def _categorical(d: Distribution) -> Categorical:
+    return d._categorical if isinstance(d, OneHotCategorical) else d
+
+
+def _probs_and_logits(d: Categorical) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if "logits" in d.__dict__:
+        logits = d.logits
+        return torch.exp(logits), logits
+    return d.probs, None
+
+
+def categorical_kl(p: Distribution, q: Distribution) -> torch.Tensor:
+    r"""Batchwise KL(p ‖ q) for Categorical or OneHotCategorical laws over the same K classes.
+
+    .. math::  KL = \sum_{i=1}^{K} p_i \log\frac{p_i}{q_i},
+
+    evaluated as in the module docstring: a sum of nonnegative terms, on logits when both
+    distributions were given logits, on probabilities (never clamped) otherwise.
+
+    Args:
+        p, q: Categorical or OneHotCategorical, any mix, with the same number of classes K.
+
+    Returns:
+        Tensor of shape ``broadcast(p.batch_shape, q.batch_shape)``; +inf where q gives
+        probability 0 to a class that p does not. Reference: ``docs/kl/discrete.md``.
+
+    Raises:
+        ValueError: if p and q have different numbers of classes.
+    """
+    pc, qc = _categorical(p), _categorical(q)
+    if pc._num_events != qc._num_events:
+        raise ValueError(
+            f"number of classes differs: p {type(p).__name__} has {pc._num_events}, "
+            f"q {type(q).__name__} has {qc._num_events}"
+        )
+    pp, a = _probs_and_logits(pc)
+    qp, b = _probs_and_logits(qc)
+    if a is not None and b is not None:
+        d = (a - b).nan_to_num(0.0)  # both −inf: p_i = q_i = 0
+        diff = torch.where(d <= 0, qp, -pp) * torch.expm1(-d.abs())
+    else:
+        diff = pp - qp
+    terms = poisson_term(pp, qp, diff).sum(-1)
+    total_p, total_q = pp.sum(-1), qp.sum(-1)
+    correction = poisson_term(total_p, total_q, diff.sum(-1))
+    return ((terms - correction) / total_p).clamp_min(0)
+
+
+@register_kl(Categorical, Categorical)
+def _kl_categorical_categorical(p: Categorical, q: Categorical) -> torch.Tensor:
+    r"""Batchwise KL(p ‖ q) for Categorical laws: Σ_i p_i·log(p_i/q_i), see
+    :func:`categorical_kl`. Result shape: broadcast of the batch shapes."""
+    return categorical_kl(p, q)
+
+
+@register_kl(OneHotCategorical, OneHotCategorical)
+def _kl_onehotcategorical_onehotcategorical(
+    p: OneHotCategorical, q: OneHotCategorical
+) -> torch.Tensor:
+    r"""Batchwise KL(p ‖ q) for OneHotCategorical laws: Σ_i p_i·log(p_i/q_i), see
+    :func:`categorical_kl`. Result shape: broadcast of the batch shapes."""
+    return categorical_kl(p, q)
+
+
+@register_kl(Categorical, OneHotCategorical)
+def _kl_categorical_onehotcategorical(p: Categorical, q: OneHotCategorical) -> torch.Tensor:
+    r"""Batchwise KL(p ‖ q) for a Categorical p and a OneHotCategorical q over the same K classes
+    (the same law up to the encoding of outcomes): Σ_i p_i·log(p_i/q_i), see
+    :func:`categorical_kl`. Result shape: broadcast of the batch shapes."""
+    return categorical_kl(p, q)
+
+
+@register_kl(OneHotCategorical, Categorical)
+def _kl_onehotcategorical_categorical(p: OneHotCategorical, q: Categorical) -> torch.Tensor:
+    r"""Batchwise KL(p ‖ q) for a OneHotCategorical p and a Categorical q over the same K classes
+    (the same law up to the encoding of outcomes): Σ_i p_i·log(p_i/q_i), see
+    :func:`categorical_kl`. Result shape: broadcast of the batch shapes."""
+    return categorical_kl(p, q)
