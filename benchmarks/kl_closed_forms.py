@@ -15,85 +15,13 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.distributions as td
+from _families import EVENT, make
 
 import probgen
 from probgen.benchmarking import environment, measure_side_by_side, resolve_device, write_markdown
 from probgen.kl import registry
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
-EVENT = 4  # event size of the multivariate and categorical families
-
-
-def _pos(n, dtype, device, lo=0.5, hi=3.0):
-    return torch.empty(n, dtype=dtype, device=device).uniform_(lo, hi)
-
-
-def _unit(n, dtype, device):
-    return torch.empty(n, dtype=dtype, device=device).uniform_(0.05, 0.95)
-
-
-def _spd(b, d, dtype, device):
-    a = torch.randn(b, d, d, dtype=dtype, device=device) / d**0.5
-    return a @ a.mT + torch.eye(d, dtype=dtype, device=device)
-
-
-# type -> factory(n elements, dtype, device) -> distribution with ~n parameter elements
-FACTORIES = {
-    td.Normal: lambda n, dt, dv: td.Normal(torch.randn(n, dtype=dt, device=dv), _pos(n, dt, dv)),
-    td.LogNormal: lambda n, dt, dv: td.LogNormal(
-        torch.randn(n, dtype=dt, device=dv), _pos(n, dt, dv)
-    ),
-    td.HalfNormal: lambda n, dt, dv: td.HalfNormal(_pos(n, dt, dv)),
-    td.Laplace: lambda n, dt, dv: td.Laplace(torch.randn(n, dtype=dt, device=dv), _pos(n, dt, dv)),
-    td.Gumbel: lambda n, dt, dv: td.Gumbel(torch.randn(n, dtype=dt, device=dv), _pos(n, dt, dv)),
-    td.Cauchy: lambda n, dt, dv: td.Cauchy(torch.randn(n, dtype=dt, device=dv), _pos(n, dt, dv)),
-    td.Uniform: lambda n, dt, dv: td.Uniform(-_pos(n, dt, dv, 1.0, 2.0), _pos(n, dt, dv, 1.0, 2.0)),
-    td.Pareto: lambda n, dt, dv: td.Pareto(_pos(n, dt, dv, 1.0, 1.5), _pos(n, dt, dv)),
-    td.Exponential: lambda n, dt, dv: td.Exponential(_pos(n, dt, dv)),
-    td.Gamma: lambda n, dt, dv: td.Gamma(_pos(n, dt, dv), _pos(n, dt, dv)),
-    td.Beta: lambda n, dt, dv: td.Beta(_pos(n, dt, dv), _pos(n, dt, dv)),
-    td.Kumaraswamy: lambda n, dt, dv: td.Kumaraswamy(_pos(n, dt, dv), _pos(n, dt, dv)),
-    td.Weibull: lambda n, dt, dv: td.Weibull(_pos(n, dt, dv), _pos(n, dt, dv)),
-    td.VonMises: lambda n, dt, dv: td.VonMises(
-        torch.randn(n, dtype=dt, device=dv), _pos(n, dt, dv)
-    ),
-    td.Dirichlet: lambda n, dt, dv: td.Dirichlet(
-        _pos(n // EVENT, dt, dv).new_empty(n // EVENT, EVENT).uniform_(0.5, 3.0)
-    ),
-    td.Bernoulli: lambda n, dt, dv: td.Bernoulli(logits=torch.randn(n, dtype=dt, device=dv)),
-    td.ContinuousBernoulli: lambda n, dt, dv: td.ContinuousBernoulli(probs=_unit(n, dt, dv)),
-    td.Geometric: lambda n, dt, dv: td.Geometric(probs=_unit(n, dt, dv)),
-    td.Poisson: lambda n, dt, dv: td.Poisson(_pos(n, dt, dv)),
-    td.Binomial: lambda n, dt, dv: td.Binomial(10, probs=_unit(n, dt, dv)),
-    td.Categorical: lambda n, dt, dv: td.Categorical(
-        logits=torch.randn(n // EVENT, EVENT, dtype=dt, device=dv)
-    ),
-    td.OneHotCategorical: lambda n, dt, dv: td.OneHotCategorical(
-        logits=torch.randn(n // EVENT, EVENT, dtype=dt, device=dv)
-    ),
-    td.MultivariateNormal: lambda n, dt, dv: td.MultivariateNormal(
-        torch.randn(n // EVENT, EVENT, dtype=dt, device=dv),
-        covariance_matrix=_spd(n // EVENT, EVENT, dt, dv),
-    ),
-    td.LowRankMultivariateNormal: lambda n, dt, dv: td.LowRankMultivariateNormal(
-        torch.randn(n // EVENT, EVENT, dtype=dt, device=dv),
-        torch.randn(n // EVENT, EVENT, 2, dtype=dt, device=dv) / 2,
-        _pos(n, dt, dv).reshape(n // EVENT, EVENT),
-    ),
-    td.Independent: lambda n, dt, dv: td.Independent(
-        td.Normal(
-            torch.randn(n // EVENT, EVENT, dtype=dt, device=dv),
-            _pos(n, dt, dv).reshape(n // EVENT, EVENT),
-        ),
-        1,
-    ),
-}
-
-
-def _make(t, n, dtype, device):
-    factory = FACTORIES.get(t)
-    return None if factory is None else factory(n, dtype, device)
 
 
 def _compatible(p, q) -> bool:
@@ -112,7 +40,7 @@ def run(device: torch.device, size: int, rounds: int) -> list[list[object]]:
     for (tp, tq), fn in pairs:
         for dtype in (torch.float32, torch.float64):
             torch.manual_seed(0)
-            p, q = _make(tp, size, dtype, device), _make(tq, size, dtype, device)
+            p, q = make(tp, size, dtype, device), make(tq, size, dtype, device)
             if p is None or q is None or not _compatible(p, q):
                 continue
             original = registry._REPLACED.get((tp, tq))
