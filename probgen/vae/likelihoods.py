@@ -216,9 +216,7 @@ class _LocationScale(Likelihood):
         self.learn = learn
         self.min_scale = float(min_scale)
         self.init_scale = float(scale)
-        if learn is None:
-            self.register_buffer("fixed_scale", torch.tensor(float(scale)))
-        elif learn == "shared":
+        if learn == "shared":
             self.raw_scale = nn.Parameter(self._inverse(scale).reshape(()))
 
     def _inverse(self, scale: float, size: int = 1) -> Tensor:
@@ -234,13 +232,16 @@ class _LocationScale(Likelihood):
     def scale(self) -> Tensor:
         """σ: a scalar, or shape ``(D,)`` when learned per pixel."""
         if self.learn is None:
-            return self.fixed_scale
+            return torch.tensor(self.init_scale)
         if not hasattr(self, "raw_scale"):
             raise RuntimeError("per-pixel scale: call setup(data_dim) first (VAE does)")
         return self.min_scale + F.softplus(self.raw_scale)
 
     def _base(self, decoder_out: Tensor) -> Distribution:
-        scale = self.scale.to(decoder_out.dtype)
+        if self.learn is None:
+            scale = decoder_out.new_tensor(self.init_scale)
+        else:
+            scale = self.scale.to(decoder_out.dtype)
         return self.family(decoder_out, scale.expand(decoder_out.shape))
 
     def _in_support(self, x: Tensor) -> Tensor:
