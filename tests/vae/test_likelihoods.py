@@ -136,7 +136,7 @@ def test_fractional_bernoulli_accepts_grey_values():
 
 
 def test_unknown_name_lists_valid_ones():
-    with pytest.raises(ValueError, match="unknown likelihood 'poisson'.*binomial"):
+    with pytest.raises(ValueError, match=r"unknown likelihood 'poisson'.*binomial"):
         get_likelihood("poisson")
 
 
