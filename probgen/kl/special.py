@@ -37,6 +37,7 @@ from probgen.kl.stable import one_plus_x_log1p_minus_x, x_minus_log1p
 __all__ = [
     "binet_bregman",
     "digamma_diff",
+    "g_of",
     "gamma_shape_kl",
     "lgamma_bregman",
     "lgamma_diff",
@@ -86,8 +87,15 @@ def x_minus_log1p_ratio(t: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tenso
     return torch.where(far, t - log_ratio, near)
 
 
-def _g_of(new: torch.Tensor, old: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """g(delta / old) where new = old + delta, accurate also for new ≪ old."""
+def g_of(new: torch.Tensor, old: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """g(δ/x) = δ/x − log(x'/x) for x' = new, x = old, δ = delta: accurate also for x' ≪ x.
+
+    Args:
+        new, old, delta: broadcastable tensors, new, old > 0, delta = new − old.
+
+    Returns:
+        Tensor of the broadcast shape, ≥ 0.
+    """
     t = delta / old
     return x_minus_log1p_ratio(t, torch.log(new) - torch.log(old))
 
@@ -124,7 +132,9 @@ def _binet_bregman_asymptotic(
     return out
 
 
-def binet_bregman(x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
+def binet_bregman(
+    x: torch.Tensor, x_prime: torch.Tensor, delta: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""Bregman divergence of Binet's function, D_φ(x', x) = φ(x') − φ(x) − φ'(x)·δ ≥ 0, δ = x' − x.
 
     With :math:`y = x + N`: :math:`D_\varphi(x+\delta, x) = D_\varphi(y+\delta, y) + \sum_{j<N}
@@ -133,14 +143,19 @@ def binet_bregman(x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
 
     Args:
         x: base point, > 0.
-        x_prime: the other point, > 0, broadcastable with ``x``. δ = x' − x is formed once,
-            exactly when the two are within a factor 2 (Sterbenz).
+        x_prime: the other point, > 0, broadcastable with ``x``.
+        delta: x' − x when the caller knows it more accurately than the rounded difference
+            (e.g. a sum of differences); by default x' − x, exact when the two are within a
+            factor 2 (Sterbenz).
 
     Returns:
         Tensor of the broadcast shape, ≥ 0. Reference: ``docs/kl/gamma_beta.md``.
     """
-    x, x_prime = torch.broadcast_tensors(x, x_prime)
-    delta = x_prime - x
+    if delta is None:
+        x, x_prime = torch.broadcast_tensors(x, x_prime)
+        delta = x_prime - x
+    else:
+        x, x_prime, delta = torch.broadcast_tensors(x, x_prime, delta)
     shift, terms = _plan(x.dtype)
     small = torch.minimum(x, x_prime) < shift
     any_small = bool(small.any())
@@ -152,10 +167,10 @@ def binet_bregman(x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
         xs, xps, ds, ys = x[small], x_prime[small], delta[small], y[small]
         j = torch.arange(shift, dtype=x.dtype, device=x.device)
         base, base_p = xs.unsqueeze(-1) + j, xps.unsqueeze(-1) + j
-        recurrence = _g_of(base_p, base, ds.unsqueeze(-1)).sum(-1)
+        recurrence = g_of(base_p, base, ds.unsqueeze(-1)).sum(-1)
         ty, tx = ds / ys, ds / xs
-        stirling_y = ys * one_plus_x_log1p_minus_x(ty) + 0.5 * _g_of(yp[small], ys, ds)
-        stirling_x = xs * one_plus_x_log1p_minus_x(tx) + 0.5 * _g_of(xps, xs, ds)
+        stirling_y = ys * one_plus_x_log1p_minus_x(ty) + 0.5 * g_of(yp[small], ys, ds)
+        stirling_x = xs * one_plus_x_log1p_minus_x(tx) + 0.5 * g_of(xps, xs, ds)
         shifted = out[small] + recurrence + stirling_y - stirling_x
         # x' < x/2: the shifted terms above grow like x while the result is O(1); there
         # φ(x') − φ(x) − φ'(x)·δ has no cancellation (φ is convex and decreasing).
@@ -210,7 +225,7 @@ def lgamma_bregman(x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
     delta = x_prime - x
     t = delta / x
     h = x * one_plus_x_log1p_minus_x(t)
-    return h + 0.5 * _g_of(x_prime, x, delta) + binet_bregman(x, x_prime)
+    return h + 0.5 * g_of(x_prime, x, delta) + binet_bregman(x, x_prime)
 
 
 def gamma_shape_kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -228,7 +243,7 @@ def gamma_shape_kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         Tensor of the broadcast shape, ≥ 0.
     """
     a, b = torch.broadcast_tensors(a, b)
-    return 0.5 * _g_of(b, a, b - a) + binet_bregman(a, b)
+    return 0.5 * g_of(b, a, b - a) + binet_bregman(a, b)
 
 
 def lgamma_diff(x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
