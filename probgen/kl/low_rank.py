@@ -43,6 +43,8 @@ def ratio_minus_log(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     difference is exact there), ρ − 1 − (log a − log b) elsewhere. Broadcast shape, ≥ 0."""
     x = (a - b) / b
     near = x.abs() <= 0.5
+    if bool(near.all()):
+        return x_minus_log1p(x)
     far = a / b - 1 - (torch.log(a) - torch.log(b))
     return torch.where(near, x_minus_log1p(torch.where(near, x, 0.0)), far.clamp_min(0))
 
