@@ -1,1 +1,211 @@
-"""Closed-form KL divergences: beta (being written)."""
+r"""Closed-form KL divergences of the Beta/Dirichlet family, and Kumaraswamy → Beta.
+
+Dirichlet (Beta is its K = 2 case). With :math:`\alpha` the concentration of p, :math:`\beta`
+that of q, :math:`\delta_i = \beta_i - \alpha_i`, :math:`t_i = \delta_i/\alpha_i`,
+:math:`\alpha_0 = \sum\alpha_i`, :math:`\delta_0 = \sum\delta_i`, :math:`t_0 = \delta_0/\alpha_0`,
+Stirling's formula :math:`\log\Gamma(x) = x\log x - x - \frac12\log x + \frac12\log 2\pi +
+\varphi(x)` splits the Bregman divergence of :math:`F(\alpha) = \sum\log\Gamma(\alpha_i) -
+\log\Gamma(\alpha_0)` (which is the KL) into
+
+.. math::
+
+    \mathrm{KL} = \frac{\beta_0}{\alpha_0}\sum_i \alpha_i\,
+        h\!\left(\frac{t_i - t_0}{1 + t_0}\right)
+      + \frac12\Big(\sum_i g(t_i) - g(t_0)\Big)
+      + \sum_i D_\varphi(\beta_i, \alpha_i) - D_\varphi(\beta_0, \alpha_0),
+
+a categorical KL scaled by :math:`\beta_0` (≥ 0), a Bregman divergence of the convex
+:math:`\frac12(\log\alpha_0 - \sum\log\alpha_i)` (≥ 0, t₀ is a convex combination of the tᵢ),
+and small Binet terms. Derivation: ``docs/kl/gamma_beta.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Beta, Dirichlet, Kumaraswamy
+
+from probgen.kl.registry import register_kl
+from probgen.kl.special import binet_bregman, g_of, lgamma_diff
+from probgen.kl.stable import one_plus_x_log1p_minus_x
+
+__all__ = ["dirichlet_kl", "kumaraswamy_beta_kl"]
+
+
+def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    r"""Batchwise KL(Dirichlet(α) ‖ Dirichlet(β)) from the concentrations (last dimension K).
+
+    Formula: the module docstring; every parameter difference is formed directly.
+
+    Args:
+        alpha, beta: positive tensors of shapes ``(..., K)``, batch dimensions broadcastable.
+
+    Returns:
+        Tensor of shape ``broadcast(alpha.shape[:-1], beta.shape[:-1])``, ≥ 0.
+        Reference: ``docs/kl/gamma_beta.md``.
+    """
+    alpha, beta = torch.broadcast_tensors(alpha, beta)
+    delta = beta - alpha
+    alpha0, beta0 = alpha.sum(-1), beta.sum(-1)
+    delta0 = delta.sum(-1)
+    t, t0 = delta / alpha, delta0 / alpha0
+    ratio0 = beta0 / alpha0
+    categorical = ratio0 * (
+        alpha * one_plus_x_log1p_minus_x((t - t0.unsqueeze(-1)) / ratio0.unsqueeze(-1))
+    ).sum(-1)
+    both = torch.cat([alpha, alpha0.unsqueeze(-1)], -1)
+    both_q = torch.cat([beta, beta0.unsqueeze(-1)], -1)
+    both_d = torch.cat([delta, delta0.unsqueeze(-1)], -1)
+    g = g_of(both_q, both, both_d)
+    binet = binet_bregman(both, both_q, both_d)
+    rest = 0.5 * (g[..., :-1].sum(-1) - g[..., -1]) + binet[..., :-1].sum(-1) - binet[..., -1]
+    return (categorical + rest).clamp_min(0)
+
+
+def _beta_params(d: Beta) -> torch.Tensor:
+    return torch.stack([d.concentration1, d.concentration0], -1)
+
+
+@register_kl(Beta, Beta)
+def _kl_beta_beta(p: Beta, q: Beta) -> torch.Tensor:
+    """Batchwise KL(p ‖ q) for Beta p, q: :func:`dirichlet_kl` of ([a, b], [a', b']).
+
+    Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
+    """
+    return dirichlet_kl(_beta_params(p), _beta_params(q))
+
+
+@register_kl(Dirichlet, Dirichlet)
+def _kl_dirichlet_dirichlet(p: Dirichlet, q: Dirichlet) -> torch.Tensor:
+    """Batchwise KL(p ‖ q) for Dirichlet p, q with the same K: :func:`dirichlet_kl`.
+
+    Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
+    """
+    return dirichlet_kl(p.concentration, q.concentration)
+
+
+def _two_components(d: Dirichlet, name: str) -> torch.Tensor:
+    k = d.concentration.shape[-1]
+    if k != 2:
+        raise ValueError(
+            f"{name}: a Beta is compared with a Dirichlet of K = 2 components only "
+            f"(x ↦ (x, 1 − x)); got a Dirichlet with K = {k}"
+        )
+    return d.concentration
+
+
+@register_kl(Beta, Dirichlet)
+def _kl_beta_dirichlet(p: Beta, q: Dirichlet) -> torch.Tensor:
+    """Batchwise KL(p ‖ q) for Beta(a, b) p and Dirichlet([a', b']) q (K = 2 only).
+
+    The Beta's x is the Dirichlet's first coordinate: Beta(a, b) is the law of x₁ for
+    (x₁, x₂) ∼ Dirichlet([a, b]), so the KL is :func:`dirichlet_kl` of ([a, b], [a', b']).
+
+    Result shape: broadcast of the batch shapes. Raises ``ValueError`` for K ≠ 2.
+    """
+    return dirichlet_kl(_beta_params(p), _two_components(q, "q"))
+
+
+@register_kl(Dirichlet, Beta)
+def _kl_dirichlet_beta(p: Dirichlet, q: Beta) -> torch.Tensor:
+    """Batchwise KL(p ‖ q) for Dirichlet([a, b]) p (K = 2 only) and Beta(a', b') q.
+
+    Same convention as :func:`_kl_beta_dirichlet`. Result shape: broadcast of the batch
+    shapes. Raises ``ValueError`` for K ≠ 2.
+    """
+    return dirichlet_kl(_two_components(p, "p"), _beta_params(q))
+
+
+# Tanh-sinh (double exponential) rule on (0, 1): v = (1 + tanh(π/2·sinh τ))/2, τ = k·h.
+# The integrand below is bounded and analytic inside (0, 1); h = 1/24 on |τ| ≤ 3.5 (169 nodes) reaches
+# ≤ 1e-13 for 0.03 ≤ a, b ≤ 1e3 and 6e-11 at a = b = 0.01 (against mpmath quadrature).
+_DE_STEP = 1.0 / 24.0
+_DE_TAU = torch.arange(-84, 85, dtype=torch.float64) * _DE_STEP
+_DE_U = 0.5 * math.pi * torch.sinh(_DE_TAU)
+_DE_LOG_V = -torch.nn.functional.softplus(-2 * _DE_U)
+_DE_WEIGHT = _DE_STEP * 0.5 * math.pi * torch.cosh(_DE_TAU) * 0.5 / torch.cosh(_DE_U) ** 2
+_EULER_GAMMA = 0.5772156649015329
+
+
+def _log_neg_log1mexp(z: torch.Tensor) -> torch.Tensor:
+    """log(−log(1 − e^z)) for z < 0."""
+    tiny = z < -20
+    zs = torch.where(tiny, -torch.ones_like(z), z)
+    log1mexp = torch.where(
+        zs > -math.log(2), torch.log(-torch.expm1(zs)), torch.log1p(-torch.exp(zs))
+    )
+    return torch.where(tiny, z + 0.5 * torch.exp(z), torch.log(-log1mexp))
+
+
+def _log1mexp_neg_exp(ell: torch.Tensor) -> torch.Tensor:
+    """log(1 − exp(−e^ℓ))."""
+    tiny = ell < -20
+    es = torch.where(tiny, torch.zeros_like(ell), ell)
+    return torch.where(tiny, ell - 0.5 * torch.exp(ell), torch.log(-torch.expm1(-torch.exp(es))))
+
+
+def _kumaraswamy_log1m_excess(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""I = E[log(1 − x)] + 1/b for x ∼ Kumaraswamy(a, b), by tanh-sinh quadrature.
+
+    With x = (1 − w)^{1/a}, w = V^{1/b}, V ∼ U(0, 1): log(1 − x) = log w + r(w),
+    r(w) = log((1 − (1 − w)^{1/a})/w), E[log w] = −1/b, and r is bounded (−log a at w → 0,
+    0 at w → 1, ≡ 0 for a = 1).
+    """
+    log_v = _DE_LOG_V.to(a.device)
+    lw = log_v / b.unsqueeze(-1)  # log w ≤ 0
+    ell = _log_neg_log1mexp(lw) - torch.log(a).unsqueeze(-1)  # log(−log(1 − w)/a)
+    r = _log1mexp_neg_exp(ell) - lw
+    return (r * _DE_WEIGHT.to(a.device)).sum(-1)
+
+
+def kumaraswamy_beta_kl(
+    a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
+) -> torch.Tensor:
+    r"""Batchwise KL(Kumaraswamy(a, b) ‖ Beta(α, β)), computed in float64.
+
+    Nalisnick & Smyth (2017), "Stick-breaking variational autoencoders", appendix:
+
+    .. math::
+
+        \mathrm{KL} = \log(ab) + (a - \alpha)\,E[\log x] - \frac{b - 1}{b}
+        - (\beta - 1)\,E[\log(1 - x)] + \log B(\alpha, \beta),
+        \quad E[\log x] = -\frac{\gamma + \psi(b + 1)}{a},
+
+    where the paper's series :math:`E[\log(1-x)] = -b\sum_{m\ge1} B(m/a, b)/(m + ab)` (terms
+    decay only like :math:`m^{-b-1}`) is replaced by :math:`-1/b + I`, with I the integral of a
+    bounded function of a uniform variable, evaluated by a 169-node tanh-sinh rule. Grouped as
+    :math:`\log a + (a-\alpha)E[\log x] + [\log b + (\beta - b)/b + \log B(\alpha,\beta)] -
+    (\beta - 1)I`, it is exactly 0 for Kumaraswamy(1, b) = Beta(1, b) up to rounding.
+
+    Args:
+        a, b: Kumaraswamy concentrations (concentration1, concentration0) > 0.
+        alpha, beta: Beta concentrations (concentration1, concentration0) > 0.
+
+    Returns:
+        Tensor of the broadcast shape (dtype of the inputs), ≥ 0 (clamped: the quadrature's
+        absolute error, ≤ 1e-13 for 0.03 ≤ a, b ≤ 1e3, is the accuracy floor).
+    """
+    dtype = torch.promote_types(a.dtype, alpha.dtype)
+    a, b, alpha, beta = (x.double() for x in torch.broadcast_tensors(a, b, alpha, beta))
+    e_log_x = -(_EULER_GAMMA + torch.digamma(b + 1)) / a
+    log_beta_fn = torch.lgamma(alpha) - lgamma_diff(beta, alpha + beta)
+    excess = _kumaraswamy_log1m_excess(a, b)
+    kl = (
+        torch.log(a)
+        + (a - alpha) * e_log_x
+        + (torch.log(b) + (beta - b) / b + log_beta_fn)
+        - (beta - 1) * excess
+    )
+    return kl.clamp_min(0).to(dtype)
+
+
+@register_kl(Kumaraswamy, Beta)
+def _kl_kumaraswamy_beta(p: Kumaraswamy, q: Beta) -> torch.Tensor:
+    """Batchwise KL(p ‖ q) for Kumaraswamy p and Beta q: :func:`kumaraswamy_beta_kl`.
+
+    Result shape: broadcast of the batch shapes. Reference: Nalisnick & Smyth (2017).
+    """
+    return kumaraswamy_beta_kl(
+        p.concentration1, p.concentration0, q.concentration1, q.concentration0
+    )
