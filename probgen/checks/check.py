@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
 
 from probgen.checks import properties as props
 from probgen.checks.densities import _is_delta, _is_masked, batch_elements, same_law_view
@@ -51,7 +51,7 @@ def _fingerprint(d: Distribution) -> tuple:
             parts.append((attr, tuple(v.shape), tuple(v.double().flatten().tolist())))
         elif v is not None:
             parts.append((attr, v))
-    if not parts[2:]:
+    if not isinstance(d, Independent):
         for k, v in sorted(given_params(d).items()):
             parts.append((k, tuple(v.shape), tuple(v.detach().double().flatten().tolist())))
     return tuple(parts)
@@ -184,18 +184,23 @@ def check_kl(
     ref_w = refs[iw]
 
     results: list[PropertyResult] = []
-    rev_fn = lookup(q, p) if kl_fn is None else _reverse_of(kl_fn, p, q)
+    same_type = type(p) is type(q)
+    rev_fn = kl_fn if (kl_fn is not None and same_type) else lookup(q, p)
     values = [value]
     v_qp = None
     if rev_fn is not None and ("asymmetry" in wanted or "non-negative" in wanted):
         try:
             v_qp = rev_fn(q, p).detach().expand(shape)
-            values.append(v_qp)
+            if same_type:  # KL(q ‖ p) is the same function's; else another pair's finding
+                values.append(v_qp)
         except (NotImplementedError, ValueError, RuntimeError):
             v_qp = None
     if "zero on equal" in wanted:
-        self_fn = lookup(p, p) if kl_fn is None else kl_fn
-        if self_fn is not None:
+        # With an explicit kl_fn, KL(p ‖ p) is that function's only for a pair of one type.
+        self_fn = lookup(p, p) if kl_fn is None else (kl_fn if same_type else None)
+        if self_fn is None:
+            results.append(PropertyResult("zero on equal", None, detail="p and q differ in type"))
+        else:
             try:
                 res = props.zero_on_equal(self_fn, p, atol)
                 results.append(res)
@@ -246,10 +251,6 @@ def check_kl(
     return KLCheckReport(
         pair, dname, float(flat[iw]), ref_w, err, t, tuple(results), status, message
     )
-
-
-def _reverse_of(kl_fn: KLFn, p: Distribution, q: Distribution) -> KLFn | None:
-    return kl_fn if type(p) is type(q) else None
 
 
 def _guard(name: str, f, *args) -> PropertyResult:

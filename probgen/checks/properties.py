@@ -188,6 +188,11 @@ def analytic_vs_mc(
     mc = res.value.detach().expand(value.shape).reshape(-1)
     se = res.stderr.expand(value.shape).reshape(-1)
     v = value.detach().double().reshape(-1)
+    if bool(((se == 0) & ((v - mc).abs() > torch.tensor([tol(float(x)) for x in v]))).any()):
+        # Every sample gave the same log-ratio: outcomes rarer than 1/n were not drawn, and
+        # the standard error (0) says nothing about them.
+        return PropertyResult(name, None, detail="rare outcomes not sampled (standard error 0)")
+    v = value.detach().double().reshape(-1)
     errs = (v - mc).abs()
     tols = torch.tensor([z * float(s) + tol(float(x)) for s, x in zip(se, v, strict=True)])
     i = int(torch.argmax(errs - tols))

@@ -27,6 +27,7 @@ Where :math:`\ell = \log q - \log p` is small (near-equal p and q), the sums and
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -49,7 +50,7 @@ from probgen.checks.report import Reference
 __all__ = ["reference_kl", "support_interval"]
 
 _TAIL = 1e-20  # quantile of the truncation of infinite discrete supports
-_QUAD_EPSREL = 1e-11
+_QUAD_EPSREL = 1e-10
 
 
 def reference_kl(
@@ -139,21 +140,39 @@ def _log_prob(d: Distribution, x: torch.Tensor) -> torch.Tensor:
 
 
 def _log_density(d: Distribution):
-    """``(f, source)``: f maps a float64 array to log d(x); scipy.stats where it has d."""
-    sp = scipy_equivalent(d)
-    if sp is not None:
-        if not d.support.is_discrete:
-            fast = _fast_scipy(sp)
-            if fast is not None:
-                return fast[0], "scipy.stats"
-        log = sp.logpmf if d.support.is_discrete else sp.logpdf
-        return (lambda x: np.asarray(log(x), dtype=float)), "scipy.stats"
+    """``(f, source)``: f maps float64 x to log d(x); scipy.stats where it has d. Where scipy
+    underflows inside the support (some families compute ``log(pdf)``: −inf far in the
+    tails), torch's float64 ``log_prob`` is used for that point."""
 
-    def f(x):
+    def torch_f(x):
         t = torch.as_tensor(np.asarray(x, dtype=float), dtype=torch.float64)
         return _log_prob(d, t).numpy()
 
-    return f, "torch log_prob, float64"
+    sp = scipy_equivalent(d)
+    if sp is None:
+        return torch_f, "torch log_prob, float64"
+    lo, hi = (float(v) for v in sp.support())
+    if not d.support.is_discrete:
+        fast = _fast_scipy(sp)
+        if fast is not None:
+            scipy_logpdf = fast[0]
+
+            def f(x):
+                v = scipy_logpdf(x)
+                if v == -math.inf and lo < float(x) < hi:
+                    return float(torch_f(float(x)))
+                return v
+
+            return f, "scipy.stats"
+    log = sp.logpmf if d.support.is_discrete else sp.logpdf
+
+    def g(x):
+        x = np.asarray(x, dtype=float)
+        v = np.asarray(log(x), dtype=float)
+        bad = np.isneginf(v) & (x > lo) & (x < hi)
+        return np.where(bad, torch_f(x), v) if bad.any() else v
+
+    return g, "scipy.stats"
 
 
 def _fast_scipy(sp):
@@ -284,7 +303,12 @@ def _quad(p: Distribution, q: Distribution) -> Reference:
         def upper(u):
             return _integrand_u(isf(u), log_p, log_q, k3)
 
-        pieces = [(lower, 0.0, 0.5), (upper, 0.0, 0.5)]
+        # q's log-density kinks (Laplace's mode, support edges) as break points in u.
+        sp_cdf = scipy_equivalent(p)
+        kinks = [float(sp_cdf.cdf(x)) for x in _kinks(q)] + [float(sp_cdf.sf(x)) for x in _kinks(q)]
+        low_pts = sorted({u for u in kinks[: len(kinks) // 2] if 0 < u < 0.5})
+        up_pts = sorted({u for u in kinks[len(kinks) // 2 :] if 0 < u < 0.5})
+        pieces = [(lower, 0.0, 0.5, low_pts), (upper, 0.0, 0.5, up_pts)]
         where = "over p's quantile"
     else:
         k3 = True
@@ -296,20 +320,29 @@ def _quad(p: Distribution, q: Distribution) -> Reference:
         def dens(x):
             return float(_k3_terms(np.array([log_p(x)]), np.array([log_q(x)]))[0])
 
-        pieces = [(dens, a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        cuts = sorted(set(cuts) | {x for x in _kinks(q) if a < x < b})
+        pieces = [(dens, a, b, []) for a, b in itertools.pairwise(cuts)]
         where = "over x"
 
     total, abserr, roundoff = 0.0, 0.0, False
-    for f, a, b in pieces:
+    for f, a, b, points in pieces:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = integrate.quad(
-                f, a, b, epsabs=1e-300, epsrel=_QUAD_EPSREL, limit=200, full_output=1
+                f,
+                a,
+                b,
+                epsabs=1e-300,
+                epsrel=_QUAD_EPSREL,
+                limit=200,
+                full_output=1,
+                points=points or None,
             )
         value, err = out[0], out[1]
-        # ier 2 ("roundoff error detected") keeps its error estimate; other codes mean the
-        # integral did not converge (subdivision limit, bad behaviour, divergence).
-        failed = len(out) > 3 and "roundoff" not in str(out[3])
+        # ier 2 and 4 (roundoff detected: "the result is the best which can be obtained")
+        # keep their error estimate; the others (subdivision limit, bad integrand behaviour,
+        # divergence) mean the integral did not converge.
+        failed = len(out) > 3 and "roundoff" not in str(out[3]).lower()
         if failed or not (math.isfinite(value) and math.isfinite(err)):
             why = out[3] if len(out) > 3 else "non-finite result"
             return Reference.missing("quad", f"quadrature did not converge: {str(why)[:80]}")
@@ -327,6 +360,14 @@ def _quad(p: Distribution, q: Distribution) -> Reference:
         f"quad ({source})",
         f"{form} {where}, quadrature error estimate {abserr:.2g}{note}",
     )
+
+
+def _kinks(d: Distribution) -> list[float]:
+    """Points where log d is not smooth: a Laplace's mode, the finite ends of the support."""
+    out = [float(d.loc)] if isinstance(d, td.Laplace) else []
+    if d.event_shape == () and not isinstance(d, td.VonMises):
+        out += [x for x in support_interval(d) if math.isfinite(x)]
+    return out
 
 
 def _integrand_u(x: float, log_p, log_q, k3: bool) -> float:
