@@ -10,8 +10,8 @@ With p, p̄ = 1 − p and q, q̄ = 1 − q,
 (the linear parts cancel because p + p̄ = q + q̄). Each term is evaluated by
 :func:`probgen.kl.discrete_terms.poisson_term` from an accurately computed difference q − p:
 
-* probabilities given: q − p directly when p ≤ 1/2, else p̄ − q̄ (1 − p is exact there); never
-  clamped, so 0 and 1 are valid (0·log 0 = 0; +inf where p puts mass that q lacks);
+* probabilities given: q − p directly (exact when p and q are close, Sterbenz); never clamped,
+  so 0 and 1 are valid (0·log 0 = 0; +inf where p puts mass that q lacks);
 * logits a, b given: p = σ(a), p̄ = σ(−a) (both to full relative precision even when p is within
   1e-300 of 1), and with δ = b − a (exact when a ≈ b)
 
@@ -57,7 +57,7 @@ def binary_kl(p_dist: Distribution, q_dist: Distribution) -> torch.Tensor:
         e = torch.expm1(-delta.abs())
         q_minus_p = torch.where(delta >= 0, -q * pc, p * qc) * e
     else:
-        q_minus_p = torch.where(p <= 0.5, q - p, pc - qc)
+        q_minus_p = q - p  # exact whenever q/p ∈ [1/2, 2] (Sterbenz), so 1 − p is never needed
     return poisson_term(p, q, -q_minus_p) + poisson_term(pc, qc, q_minus_p)
 
 

@@ -14,8 +14,7 @@ second term makes the result exact for the vectors as stored, and it is ≥ 0 by
 differences p_i − q_i are exact when probabilities were given, and computed from the logit
 difference d_i = a_i − b_i when logits were given:
 
-.. math::  p_i - q_i = \begin{cases} q_i\,\operatorname{expm1}(d_i) & d_i \le 0 \\
-                                      -p_i\,\operatorname{expm1}(-d_i) & d_i > 0. \end{cases}
+.. math::  \frac{p_i - q_i}{p_i + q_i} = \tanh\frac{d_i}{2}.
 
 +inf exactly where some q_i = 0 < p_i.
 """
@@ -25,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Categorical, Distribution, OneHotCategorical
 
-from probgen.kl.discrete_terms import poisson_term
+from probgen.kl.discrete_terms import poisson_term, poisson_term_su
 from probgen.kl.registry import register_kl
 
 __all__ = ["categorical_kl"]
@@ -68,12 +67,16 @@ def categorical_kl(p: Distribution, q: Distribution) -> torch.Tensor:
         )
     pp, a = _probs_and_logits(pc)
     qp, b = _probs_and_logits(qc)
+    s = pp + qp
     if a is not None and b is not None:
-        d = (a - b).nan_to_num(0.0)  # both −inf: p_i = q_i = 0
-        diff = torch.where(d <= 0, qp, -pp) * torch.expm1(-d.abs())
+        # u = (p − q)/(p + q) = tanh((a − b)/2), exact for close logits; NaN only where both
+        # logits are −inf (p_i = q_i = 0).
+        u = torch.tanh((a - b) / 2).nan_to_num(0.0)
+        diff = s * u
     else:
         diff = pp - qp
-    terms = poisson_term(pp, qp, diff).sum(-1)
+        u = diff / s.clamp_min(torch.finfo(s.dtype).tiny)
+    terms = poisson_term_su(pp, qp, s, u).sum(-1)
     total_p, total_q = pp.sum(-1), qp.sum(-1)
     correction = poisson_term(total_p, total_q, diff.sum(-1))
     return ((terms - correction) / total_p).clamp_min(0)

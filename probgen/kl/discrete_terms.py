@@ -25,22 +25,36 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["poisson_term"]
+__all__ = ["poisson_term", "poisson_term_su"]
 
 # (|u| below which the series is used, coefficients 1/3, 1/5, …): the truncation error is below
 # |u|^(2m+1)/(2m+3) relative, and the direct formula's rounding error ~2·eps/|u| above it.
 _SERIES = {
-    torch.float64: (0.01, tuple(1.0 / (2 * k + 3) for k in range(5))),
-    torch.float32: (0.05, tuple(1.0 / (2 * k + 3) for k in range(4))),
+    torch.float64: (0.01, tuple(1.0 / (2 * k + 3) for k in range(4))),
+    torch.float32: (0.05, tuple(1.0 / (2 * k + 3) for k in range(3))),
 }
 
 
 def _phi_series(u: torch.Tensor, coeffs: tuple[float, ...]) -> torch.Tensor:
     v = u * u
-    acc = torch.full_like(v, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
+    acc = coeffs[-1] * v + coeffs[-2]
+    for c in reversed(coeffs[:-2]):
         acc = acc * v + c
-    return v * (1 + u * (1 + u) * acc)
+    return v + v * (u + v) * acc
+
+
+def poisson_term_su(
+    x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, u: torch.Tensor
+) -> torch.Tensor:
+    """t(x, y) given s = x + y and u = (x − y)/s (0 where s = 0); see :func:`poisson_term`."""
+    threshold, coeffs = _SERIES.get(u.dtype, _SERIES[torch.float64])
+    small = u.abs() < threshold
+    if bool(small.all()):
+        return s * _phi_series(u, coeffs)
+    direct = x * torch.log((x / y).clamp_min(torch.finfo(u.dtype).tiny)) - s * u
+    if not bool(small.any()):
+        return direct
+    return torch.where(small, s * _phi_series(u, coeffs), direct)
 
 
 def poisson_term(x: torch.Tensor, y: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
@@ -56,15 +70,6 @@ def poisson_term(x: torch.Tensor, y: torch.Tensor, diff: torch.Tensor) -> torch.
         ~2·eps/|u| (u = diff/(x + y)) elsewhere; y below the smallest normal number (a
         subnormal y) may overflow x/y to +inf.
     """
-    dtype = torch.promote_types(x.dtype, y.dtype)
-    threshold, coeffs = _SERIES.get(dtype, _SERIES[torch.float64])
-    tiny = torch.finfo(dtype).tiny
     s = x + y
-    u = diff / s.clamp_min(tiny)  # 0 where x = y = 0
-    small = u.abs() < threshold
-    if bool(small.all()):
-        return s * _phi_series(u, coeffs)
-    direct = x * torch.log((x / y).clamp_min(tiny)) - diff
-    if not bool(small.any()):
-        return direct.clamp_min(0)
-    return torch.where(small, s * _phi_series(u, coeffs), direct.clamp_min(0))
+    u = diff / s.clamp_min(torch.finfo(s.dtype).tiny)  # 0 where x = y = 0
+    return poisson_term_su(x, y, s, u)
