@@ -27,7 +27,13 @@ import torch
 from torch.distributions import Beta, Dirichlet, Kumaraswamy
 
 from probgen.kl.registry import register_kl
-from probgen.kl.special import binet_bregman, g_of, lgamma_diff
+from probgen.kl.special import (
+    binet_bregman,
+    fast_or_stable,
+    g_of,
+    lgamma_diff,
+    working_dtype,
+)
 from probgen.kl.stable import one_plus_x_log1p_minus_x
 
 __all__ = ["dirichlet_kl", "kumaraswamy_beta_kl"]
@@ -36,7 +42,9 @@ __all__ = ["dirichlet_kl", "kumaraswamy_beta_kl"]
 def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     r"""Batchwise KL(Dirichlet(α) ‖ Dirichlet(β)) from the concentrations (last dimension K).
 
-    Formula: the module docstring; every parameter difference is formed directly.
+    Formula: the module docstring; every parameter difference is formed directly. Where the
+    textbook formula (lgamma/digamma) has no harmful cancellation it is kept, as it is
+    cheaper; the stable form is evaluated on the other elements only.
 
     Args:
         alpha, beta: positive tensors of shapes ``(..., K)``, batch dimensions broadcastable.
@@ -46,6 +54,23 @@ def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         Reference: ``docs/kl/gamma_beta.md``.
     """
     alpha, beta = torch.broadcast_tensors(alpha, beta)
+    work = working_dtype(alpha.dtype)
+    a, b = alpha.to(work), beta.to(work)
+    a0, b0 = a.sum(-1), b.sum(-1)
+    lg_a, lg_b = torch.lgamma(a), torch.lgamma(b)
+    lg_a0, lg_b0 = torch.lgamma(a0), torch.lgamma(b0)
+    dg = torch.digamma(a) - torch.digamma(a0).unsqueeze(-1)
+    cross = (a - b) * dg
+    value = lg_a0 - lg_b0 - lg_a.sum(-1) + lg_b.sum(-1) + cross.sum(-1)
+    magnitude = lg_a0.abs() + lg_b0.abs() + (lg_a.abs() + lg_b.abs() + cross.abs() * 2).sum(-1)
+
+    def stable(mask: torch.Tensor) -> torch.Tensor:
+        return _dirichlet_kl_stable(alpha[mask], beta[mask])
+
+    return fast_or_stable(value, magnitude, stable).to(alpha.dtype)
+
+
+def _dirichlet_kl_stable(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     delta = beta - alpha
     alpha0, beta0 = alpha.sum(-1), beta.sum(-1)
     delta0 = delta.sum(-1)
@@ -118,8 +143,8 @@ def _kl_dirichlet_beta(p: Dirichlet, q: Beta) -> torch.Tensor:
 
 
 # Tanh-sinh (double exponential) rule on (0, 1): v = (1 + tanh(π/2·sinh τ))/2, τ = k·h.
-# The integrand below is bounded and analytic inside (0, 1); h = 1/24 on |τ| ≤ 3.5 (169 nodes) reaches
-# ≤ 1e-13 for 0.03 ≤ a, b ≤ 1e3 and 6e-11 at a = b = 0.01 (against mpmath quadrature).
+# The integrand below is bounded and analytic inside (0, 1); h = 1/24 on |τ| ≤ 3.5 (169
+# nodes) reaches ≤ 1e-13 for 0.03 ≤ a, b ≤ 1e3, 6e-11 at a = b = 0.01 (vs mpmath quadrature).
 _DE_STEP = 1.0 / 24.0
 _DE_TAU = torch.arange(-84, 85, dtype=torch.float64) * _DE_STEP
 _DE_U = 0.5 * math.pi * torch.sinh(_DE_TAU)

@@ -24,7 +24,14 @@ import torch
 from torch.distributions import Beta, Exponential, Gamma, Kumaraswamy, Weibull
 
 from probgen.kl.registry import register_kl
-from probgen.kl.special import g_of, gamma_shape_kl, lgamma_bregman, x_minus_log1p_ratio
+from probgen.kl.special import (
+    fast_or_stable,
+    g_of,
+    gamma_shape_kl,
+    lgamma_bregman,
+    working_dtype,
+    x_minus_log1p_ratio,
+)
 from probgen.kl.stable import expm1_minus_x, one_plus_x_log1p_minus_x
 
 __all__ = ["gamma_kl", "weibull_gamma_kl"]
@@ -43,7 +50,9 @@ def gamma_kl(
         \quad t = \tfrac{\alpha_q - \alpha_p}{\alpha_p},\
         u = \tfrac{\beta_q - \beta_p}{\beta_p},\ v = \tfrac{\alpha_p - \alpha_q}{\alpha_q},
 
-    each term ≥ 0; the parameter differences are formed directly (exact when close).
+    each term ≥ 0; the parameter differences are formed directly (exact when close). Where
+    the textbook formula has no harmful cancellation (its value well above its rounding error)
+    it is kept, as it is cheaper; the stable form is evaluated on the other elements only.
 
     Args:
         alpha_p, rate_p, alpha_q, rate_q: positive tensors, broadcastable.
@@ -52,6 +61,28 @@ def gamma_kl(
         Tensor of the broadcast shape, ≥ 0. Reference: ``docs/kl/gamma_beta.md``.
     """
     alpha_p, rate_p, alpha_q, rate_q = torch.broadcast_tensors(alpha_p, rate_p, alpha_q, rate_q)
+    work = working_dtype(alpha_p.dtype)
+    ap, bp, aq, bq = (x.to(work) for x in (alpha_p, rate_p, alpha_q, rate_q))
+    log_ratio = torch.log(bp) - torch.log(bq)
+    terms = (
+        (ap - aq) * torch.digamma(ap),
+        -torch.lgamma(ap),
+        torch.lgamma(aq),
+        aq * log_ratio,
+        ap * (bq - bp) / bp,
+    )
+    value = sum(terms)
+    magnitude = sum(t.abs() for t in terms) + aq * torch.log(bp).abs()
+
+    def stable(mask: torch.Tensor) -> torch.Tensor:
+        return _gamma_kl_stable(alpha_p[mask], rate_p[mask], alpha_q[mask], rate_q[mask])
+
+    return fast_or_stable(value, magnitude, stable).to(alpha_p.dtype)
+
+
+def _gamma_kl_stable(
+    alpha_p: torch.Tensor, rate_p: torch.Tensor, alpha_q: torch.Tensor, rate_q: torch.Tensor
+) -> torch.Tensor:
     u = (rate_q - rate_p) / rate_p
     v = (alpha_p - alpha_q) / alpha_q
     rho_minus_1 = u + v + u * v
@@ -75,7 +106,22 @@ def _kl_exponential_gamma(p: Exponential, q: Gamma) -> torch.Tensor:
 
     Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
     """
-    return gamma_kl(torch.ones_like(p.rate), p.rate, q.concentration, q.rate)
+    rate_p, alpha_q, rate_q = torch.broadcast_tensors(p.rate, q.concentration, q.rate)
+    work = working_dtype(rate_p.dtype)
+    bp, aq, bq = (x.to(work) for x in (rate_p, alpha_q, rate_q))
+    terms = (
+        (aq - 1) * _EULER_GAMMA,
+        torch.lgamma(aq),
+        aq * (torch.log(bp) - torch.log(bq)),
+        (bq - bp) / bp,
+    )
+    magnitude = sum(t.abs() for t in terms) + aq * torch.log(bp).abs()
+
+    def stable(mask: torch.Tensor) -> torch.Tensor:
+        r = rate_p[mask]
+        return _gamma_kl_stable(torch.ones_like(r), r, alpha_q[mask], rate_q[mask])
+
+    return fast_or_stable(sum(terms), magnitude, stable).to(rate_p.dtype)
 
 
 @register_kl(Gamma, Exponential)
