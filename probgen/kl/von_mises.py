@@ -10,7 +10,7 @@ with :math:`A = I_1/I_0 = (\log I_0)'` and :math:`D(\kappa_q, \kappa_p) = \log I
 \log I_0(\kappa_p) - A(\kappa_p)(\kappa_q - \kappa_p) \ge 0` the Bregman divergence of the
 convex log-partition :math:`\log I_0`; both terms are ≥ 0. D is evaluated
 
-* for κ_p, κ_q ≥ 20 from :math:`\log I_0(\kappa) = \kappa - \frac12\log(2\pi\kappa) +
+* for κ_p, κ_q ≥ 30 from :math:`\log I_0(\kappa) = \kappa - \frac12\log(2\pi\kappa) +
   \tilde\ell(1/\kappa)` with the asymptotic series of :math:`\tilde\ell`, the difference taken
   analytically: :math:`D = \frac12 g(t) + \sum_j d_j\kappa_p^{-j}\,t^2\sum_{i\le j}(j-i+1)w^i`,
   :math:`t = (\kappa_q - \kappa_p)/\kappa_p`, :math:`w = \kappa_p/\kappa_q`;
@@ -37,7 +37,7 @@ from probgen.kl.special import g_of
 
 __all__ = ["von_mises_kl"]
 
-_LARGE = 20.0
+_LARGE = 30.0
 _TERMS = 12
 _NEAR = 0.05
 _TAYLOR = 12
@@ -102,7 +102,7 @@ def _asymptotic_bregman(kp: torch.Tensor, kq: torch.Tensor, delta: torch.Tensor)
 
 
 def _one_minus_a(k: torch.Tensor) -> torch.Tensor:
-    """1 − I₁(κ)/I₀(κ), by the asymptotic series for κ ≥ 20 (no cancellation)."""
+    """1 − I₁(κ)/I₀(κ), by the asymptotic series for κ ≥ 30 (no cancellation)."""
     big = k >= _LARGE
     kb = torch.where(big, k, torch.full_like(k, _LARGE))
     series = 0.5 / kb + sum(j * _D[j - 1] * kb.pow(-j - 1) for j in range(1, _TERMS + 1))
