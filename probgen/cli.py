@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("tour", "train_gan", "check_kl")
+_COMMANDS: tuple[str, ...] = ("tour", "train_vae", "train_gan", "check_kl")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,174 @@
+"""One training step of a VAE's Pyro model/guide: the SVI path and the fast path.
+
+Both minimize the same objective, the negative (β-weighted) ELBO of a mini-batch
+
+    loss(x) = −E_q[log p(x|z)] + β·KL(q(z|x) ‖ p(z))            (summed over the batch),
+
+estimated by Pyro's ``Trace_ELBO`` (KL sampled: log q(z|x) − log p(z) at z ~ q) or
+``TraceMeanField_ELBO`` (KL in closed form where one is registered), on the same model and guide.
+
+- ``engine="svi"``: ``pyro.infer.SVI`` with ``pyro.optim.Adam``, as in Pyro's tutorials. It keeps
+  one ``torch.optim.Adam`` per parameter and runs Pyro's validation checks on every step.
+- ``engine="fast"``: ``elbo.differentiable_loss(model, guide, x)`` (the same estimator, same
+  samples) with one fused ``torch.optim.Adam`` over ``vae.parameters()``, and Pyro's validation
+  checks off inside the step (the data's support is checked once, before training). Adam is
+  elementwise, so one optimizer over all parameters makes the same updates as one per parameter.
+
+Each step also returns the reconstruction term and the KL term of the batch, read off the traces
+Pyro already computed (no extra forward pass). Reference: D. P. Kingma, M. Welling,
+"Auto-Encoding Variational Bayes", ICLR 2014; Pyro's SVI tutorial, parts I–III.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pyro
+import torch
+from pyro.distributions import Unit
+from pyro.infer import ELBO, SVI, Trace_ELBO, TraceMeanField_ELBO
+from torch import Tensor
+
+#: Names of the ELBO estimators: ``trace`` (KL sampled), ``meanfield`` (KL analytic).
+ELBOS: dict[str, type[ELBO]] = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+#: Names of the training engines.
+ENGINES: tuple[str, ...] = ("fast", "svi")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss of a training step is NaN or infinite; the message names the term(s)."""
+
+
+@dataclass(frozen=True)
+class StepTerms:
+    """Terms of one step's objective, summed over the batch (nats).
+
+    ``recon`` = −log p(x|z) at the sampled z; ``kl`` = loss − recon, the weighted KL term as
+    trained (β·KL, plus any free-bits adjustment); ``loss`` = recon + kl.
+    """
+
+    loss: float
+    recon: float
+    kl: float
+
+
+def _recording(cls: type[ELBO]) -> type[ELBO]:
+    """A subclass of ``cls`` that keeps the last (model_trace, guide_trace) it evaluated."""
+
+    class Recording(cls):  # type: ignore[misc, valid-type]
+        last_traces: tuple[Any, Any] | None = None
+
+        def _get_trace(self, model, guide, args, kwargs):
+            traces = super()._get_trace(model, guide, args, kwargs)
+            self.last_traces = traces
+            return traces
+
+    Recording.__name__ = Recording.__qualname__ = f"Recording{cls.__name__}"
+    return Recording
+
+
+def make_elbo(name: str) -> ELBO:
+    """Pyro's ELBO estimator named ``name`` (one of :data:`ELBOS`), recording its traces."""
+    if name not in ELBOS:
+        raise ValueError(f"elbo must be one of {sorted(ELBOS)}, got {name!r}")
+    return _recording(ELBOS[name])()
+
+
+def observed_log_prob(model_trace: Any) -> Tensor:
+    """Sum of log p(x|z) over the observed sites of a model trace (log-probs already computed).
+
+    ``pyro.factor`` sites (e.g. the free-bits correction) are left out: they belong to the KL
+    part of the objective.
+    """
+    total = torch.zeros(())
+    for site in model_trace.nodes.values():
+        if site["type"] == "sample" and site["is_observed"] and not isinstance(site["fn"], Unit):
+            total = total + site["log_prob_sum"].detach()
+    return total
+
+
+def latent_terms_finite(model_trace: Any, guide_trace: Any) -> bool:
+    """Whether log p(z) and log q(z|x) are finite at every latent site of the traces."""
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        guide_site = guide_trace.nodes.get(name)
+        values = [site["log_prob_sum"]]
+        if guide_site is not None and "log_prob_sum" in guide_site:
+            values.append(guide_site["log_prob_sum"])
+        values.append(guide_site["value"] if guide_site is not None else site["value"])
+        if not all(bool(torch.isfinite(v.detach()).all()) for v in values):
+            return False
+    return True
+
+
+def describe_nonfinite(loss: float, recon: float, latent_ok: bool) -> str:
+    """Which term(s) of a non-finite loss are at fault, in words."""
+    bad = []
+    if not math.isfinite(recon):
+        bad.append(f"the reconstruction term −log p(x|z) is {recon}")
+    if not latent_ok or not math.isfinite(loss - recon):
+        bad.append("the KL term is not finite")
+    if not bad:
+        bad.append(f"the loss is {loss}")
+    return "; ".join(bad)
+
+
+class Stepper:
+    """Runs training steps of ``vae.model``/``vae.guide`` with one ELBO and one engine.
+
+    ``step(x, kl_weight)`` takes a ``(batch, data_dim)`` tensor and the β of this step, updates
+    the parameters and returns :class:`StepTerms`. A non-finite loss raises
+    :class:`NonFiniteLossError` naming the term; the fast engine raises before any update.
+    """
+
+    def __init__(self, vae: Any, elbo: str = "meanfield", engine: str = "fast", lr: float = 1e-3):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be a positive finite number, got {lr}")
+        self.vae = vae
+        self.engine = engine
+        self.elbo = make_elbo(elbo)
+        if engine == "fast":
+            self.optimizer: Any = torch.optim.Adam(vae.parameters(), lr=lr, fused=True)
+        else:
+            self.optimizer = pyro.optim.Adam({"lr": lr})
+            self.svi = SVI(vae.model, vae.guide, self.optimizer, loss=self.elbo)
+
+    def _terms(self, loss: float) -> tuple[float, float]:
+        model_trace, guide_trace = self.elbo.last_traces
+        recon = -float(observed_log_prob(model_trace))
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                describe_nonfinite(loss, recon, latent_terms_finite(model_trace, guide_trace))
+            )
+        return recon, loss - recon
+
+    def step(self, x: Tensor, kl_weight: float = 1.0) -> StepTerms:
+        """One optimizer step on the batch ``x``; returns the batch's terms (sums, nats)."""
+        if self.engine == "svi":
+            loss = float(self.svi.step(x, kl_weight))
+            recon, kl = self._terms(loss)
+            return StepTerms(loss, recon, kl)
+        with pyro.validation_enabled(False):
+            loss_t = self.elbo.differentiable_loss(self.vae.model, self.vae.guide, x, kl_weight)
+        loss = float(loss_t.detach())
+        recon, kl = self._terms(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_t.backward()
+        self.optimizer.step()
+        return StepTerms(loss, recon, kl)
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state (moments, step counts), for a checkpoint."""
+        return self.optimizer.state_dict() if self.engine == "fast" else self.optimizer.get_state()
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`optimizer_state` returned."""
+        if self.engine == "fast":
+            self.optimizer.load_state_dict(state)
+        else:
+            self.optimizer.set_state(state)
