@@ -112,13 +112,19 @@ def kl_divergence(
         shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
 
     mc_args = dict(num_samples=num_samples, estimator=estimator, seed=seed, generator=generator)
+    result: KLResult | None
     if method == "analytic":
         result = _analytic(p, q, shape)
     elif method == "mc":
         result = mc_kl(p, q, **mc_args)
-    elif lookup(p, q) is not None:
-        result = _analytic(p, q, shape)
     else:
+        try:
+            result = _analytic(p, q, shape)
+        except NotImplementedError:
+            # No pair registered, or a registered function that covers only some members of
+            # its types (e.g. Independent of a Normal, not of a Laplace) declined.
+            result = None
+    if result is None:
         result = mc_kl(p, q, **mc_args)
         if not return_info:
             warnings.warn(
