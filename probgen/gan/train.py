@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from probgen.gan.checks import check_label_smoothing
 from probgen.gan.toys import Toy, get_toy
 from probgen.gan.value import GENERATOR_LOSSES, discriminator_loss, generator_loss, value_estimate
 
@@ -44,8 +45,8 @@ class TrainConfig:
 
     data: str = "ring"
     loss: str = "non-saturating"
-    steps: int = 2000
-    batch_size: int = 256
+    steps: int = 3000
+    batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
     latent_dim: int = 4
@@ -65,6 +66,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        check_label_smoothing(self.label_smoothing)
 
 
 @dataclass
@@ -207,8 +209,8 @@ def train(
 
     Args:
         config: the settings.
-        out_dir: where ``checkpoint.pt`` goes (every ``checkpoint_every`` steps and at the end);
-            ``None`` keeps everything in memory.
+        out_dir: where ``checkpoint.pt`` goes (every ``checkpoint_every`` steps and at the end),
+            created if missing; ``None`` keeps everything in memory.
         resume: continue from ``out_dir/checkpoint.pt`` (``ValueError`` if a fixed setting
             differs); the result is identical to an uninterrupted run.
         generator, discriminator: modules to train instead of the default MLPs (their
@@ -222,6 +224,8 @@ def train(
     path = None if out_dir is None else Path(out_dir) / CHECKPOINT
     if resume and (path is None or not path.exists()):
         raise ValueError(f"resume=True needs an existing checkpoint, none at {path}")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         state = _init_state(config, generator, discriminator)
