@@ -8,7 +8,15 @@ and the bad value, never a silent NaN.
 from __future__ import annotations
 
 import torch
-from torch.distributions import Distribution, Independent, TransformedDistribution
+from torch.distributions import (
+    Beta,
+    Categorical,
+    Dirichlet,
+    Distribution,
+    Independent,
+    OneHotCategorical,
+    TransformedDistribution,
+)
 from torch.distributions.utils import lazy_property
 
 __all__ = ["check_distribution", "check_pair"]
@@ -58,6 +66,27 @@ def check_distribution(d: Distribution, name: str = "p") -> None:
             )
 
 
+def _num_classes(d: Distribution) -> int | None:
+    """Number of categories of a Categorical or OneHotCategorical, else None."""
+    if isinstance(d, Categorical):
+        return d._num_events
+    if isinstance(d, OneHotCategorical):
+        return d.event_shape[-1]
+    return None
+
+
+def _same_law_other_encoding(p: Distribution, q: Distribution) -> bool:
+    """Pairs whose event shapes differ only by encoding, and which have closed forms:
+    Categorical over K classes (event ()) with OneHotCategorical (event (K,)), and Beta
+    (event ()) with a 2-component Dirichlet (event (2,), the Beta's x as (x, 1 − x))."""
+    for a, b in ((p, q), (q, p)):
+        if isinstance(a, Categorical) and isinstance(b, OneHotCategorical):
+            return True  # numbers of classes compared in check_pair
+        if isinstance(a, Beta) and isinstance(b, Dirichlet):
+            return b.event_shape == (2,)
+    return False
+
+
 def check_pair(p: Distribution, q: Distribution) -> torch.Size:
     """Validate both distributions and their shapes; return the broadcast batch shape.
 
@@ -67,10 +96,16 @@ def check_pair(p: Distribution, q: Distribution) -> torch.Size:
     """
     check_distribution(p, "p")
     check_distribution(q, "q")
-    if p.event_shape != q.event_shape:
+    if p.event_shape != q.event_shape and not _same_law_other_encoding(p, q):
         raise ValueError(
             f"event shapes differ: p {type(p).__name__} has event_shape {tuple(p.event_shape)}, "
             f"q {type(q).__name__} has event_shape {tuple(q.event_shape)}"
+        )
+    k_p, k_q = _num_classes(p), _num_classes(q)
+    if k_p is not None and k_q is not None and k_p != k_q:
+        raise ValueError(
+            f"numbers of categories differ: p {type(p).__name__} has {k_p}, "
+            f"q {type(q).__name__} has {k_q}"
         )
     try:
         return torch.broadcast_shapes(p.batch_shape, q.batch_shape)

@@ -101,3 +101,20 @@ def test_batch_shapes_that_do_not_broadcast_raise():
 def test_unknown_method_lists_valid_ones():
     with pytest.raises(ValueError, match="method must be one of"):
         probgen.kl_divergence(Normal(0.0, 1.0), Normal(0.0, 1.0), method="exact")
+
+
+def test_categorical_and_one_hot_are_the_same_law():
+    logits = torch.tensor([[0.1, -2.0, 3.0], [1.0, 1.0, 1.0]])
+    p, q = Categorical(logits=logits), OneHotCategorical(logits=logits.flip(-1))
+    assert torch.allclose(
+        probgen.kl_divergence(p, q),
+        probgen.kl_divergence(Categorical(logits=logits), Categorical(logits=logits.flip(-1))),
+    )
+    assert probgen.kl_divergence(q, p).shape == (2,)
+
+
+def test_different_numbers_of_categories_raise():
+    with pytest.raises(ValueError, match="numbers of categories differ.*3.*4"):
+        probgen.kl_divergence(Categorical(torch.ones(3)), OneHotCategorical(torch.ones(4)))
+    with pytest.raises(ValueError, match="numbers of categories differ.*3.*4"):
+        probgen.kl_divergence(Categorical(torch.ones(3)), Categorical(torch.ones(4)))
