@@ -18,7 +18,6 @@ Learning Repository (1998), the source of scikit-learn's copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -141,9 +140,3 @@ def minibatches(num_rows: int, batch_size: int, generator: torch.Generator) -> l
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     perm = torch.randperm(num_rows, generator=generator)
     return list(perm.split(batch_size))
-
-
-def iterate_batches(x: Tensor, batches: list[Tensor], start: int = 0) -> Iterator[Tensor]:
-    """Rows of ``x`` for each index tensor of ``batches[start:]``."""
-    for idx in batches[start:]:
-        yield x[idx]

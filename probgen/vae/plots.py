@@ -46,7 +46,7 @@ def _image_grid(plt: Any, rows: list[Tensor], titles: list[str], vmax: float, pa
     for r, (images, title) in enumerate(zip(rows, titles, strict=True)):
         for c in range(ncols):
             ax = axes[r, c] if len(rows) > 1 else axes[c]
-            ax.imshow(images[c].reshape(8, 8).cpu(), cmap="gray_r", vmin=0, vmax=vmax)
+            ax.imshow(images[c].reshape(8, 8).cpu().numpy(), cmap="gray_r", vmin=0, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
         first = axes[r, 0] if len(rows) > 1 else axes[0]
@@ -101,7 +101,8 @@ def write_plots(
     if vae.latent_dim == 2:
         loc, _ = vae.encode(data.test_x.to(device))
         fig, ax = plt.subplots(figsize=(5, 4.5))
-        points = ax.scatter(*loc.cpu().T, c=data.test_y, cmap="tab10", s=8, vmin=-0.5, vmax=9.5)
+        xy, labels = loc.cpu().numpy(), data.test_y.numpy()
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=8, vmin=-0.5, vmax=9.5)
         fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
         ax.set_xlabel("μ₁(x)")
         ax.set_ylabel("μ₂(x)")

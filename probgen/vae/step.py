@@ -21,7 +21,10 @@ Pyro already computed (no extra forward pass). Reference: D. P. Kingma, M. Welli
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,11 +112,19 @@ def describe_nonfinite(loss: float, recon: float, latent_ok: bool) -> str:
     bad = []
     if not math.isfinite(recon):
         bad.append(f"the reconstruction term −log p(x|z) is {recon}")
-    if not latent_ok or not math.isfinite(loss - recon):
-        bad.append("the KL term is not finite")
-    if not bad:
-        bad.append(f"the loss is {loss}")
+    if not latent_ok:
+        bad.append("the KL term is not finite (log q(z|x), log p(z) or z)")
+    if not bad:  # finite log-densities but a non-finite total: the KL part (e.g. free bits)
+        bad.append(f"the KL term is {loss - recon}")
     return "; ".join(bad)
+
+
+@contextlib.contextmanager
+def _nan_reported_here() -> Iterator[None]:
+    """Silence Pyro's "Encountered NaN: loss" warning: :class:`Stepper` raises instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+        yield
 
 
 class Stepper:
@@ -150,10 +161,11 @@ class Stepper:
     def step(self, x: Tensor, kl_weight: float = 1.0) -> StepTerms:
         """One optimizer step on the batch ``x``; returns the batch's terms (sums, nats)."""
         if self.engine == "svi":
-            loss = float(self.svi.step(x, kl_weight))
+            with _nan_reported_here():
+                loss = float(self.svi.step(x, kl_weight))
             recon, kl = self._terms(loss)
             return StepTerms(loss, recon, kl)
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), _nan_reported_here():
             loss_t = self.elbo.differentiable_loss(self.vae.model, self.vae.guide, x, kl_weight)
         loss = float(loss_t.detach())
         recon, kl = self._terms(loss)

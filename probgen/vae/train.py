@@ -36,7 +36,13 @@ import torch
 from torch import Tensor
 
 from probgen.vae.checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from probgen.vae.data import ENCODINGS, DigitsSplit, default_encoding, load_digits_split
+from probgen.vae.data import (
+    ENCODINGS,
+    DigitsSplit,
+    default_encoding,
+    load_digits_split,
+    minibatches,
+)
 from probgen.vae.step import ELBOS, ENGINES, NonFiniteLossError, Stepper
 
 TERMS = ("elbo", "recon", "kl")
@@ -298,7 +304,7 @@ def train(
         with _SigintGuard() as sigint:
             while epoch < config.epochs:
                 if batch == 0:
-                    order = torch.randperm(n_train, generator=shuffle)
+                    order = torch.cat(minibatches(n_train, config.batch_size, shuffle))
                     running = [0.0, 0.0, 0.0]
                 assert order is not None
                 batches = order.split(config.batch_size)
@@ -354,7 +360,7 @@ def train(
 def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
 
