@@ -118,3 +118,14 @@ def test_different_numbers_of_categories_raise():
         probgen.kl_divergence(Categorical(torch.ones(3)), OneHotCategorical(torch.ones(4)))
     with pytest.raises(ValueError, match="numbers of categories differ.*3.*4"):
         probgen.kl_divergence(Categorical(torch.ones(3)), Categorical(torch.ones(4)))
+
+
+def test_beta_and_two_component_dirichlet():
+    from torch.distributions import Beta
+
+    a, b = torch.tensor(2.0, dtype=torch.float64), torch.tensor(3.0, dtype=torch.float64)
+    beta, dirichlet = Beta(a, b), Dirichlet(torch.stack([a + 1, b]))
+    expected = probgen.kl_divergence(beta, Beta(a + 1, b))
+    assert torch.allclose(probgen.kl_divergence(beta, dirichlet), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="event shapes differ"):
+        probgen.kl_divergence(beta, Dirichlet(torch.ones(3)))
