@@ -114,9 +114,9 @@ def test_categorical_and_one_hot_are_the_same_law():
 
 
 def test_different_numbers_of_categories_raise():
-    with pytest.raises(ValueError, match="numbers of categories differ.*3.*4"):
+    with pytest.raises(ValueError, match=r"numbers of categories differ.*3.*4"):
         probgen.kl_divergence(Categorical(torch.ones(3)), OneHotCategorical(torch.ones(4)))
-    with pytest.raises(ValueError, match="numbers of categories differ.*3.*4"):
+    with pytest.raises(ValueError, match=r"numbers of categories differ.*3.*4"):
         probgen.kl_divergence(Categorical(torch.ones(3)), Categorical(torch.ones(4)))
 
 
