@@ -9,6 +9,7 @@ import torch
 from torch.distributions import Distribution
 
 from probgen.kl.monte_carlo import Estimator, mc_kl
+from probgen.kl.policy import mc_is_cheaper
 from probgen.kl.registry import lookup
 from probgen.kl.result import KLResult
 from probgen.kl.validation import check_pair
@@ -55,6 +56,7 @@ def kl_divergence(
     seed: int | None = ...,
     generator: torch.Generator | None = ...,
     validate: bool = ...,
+    prefer: Literal["accuracy", "speed"] = ...,
     return_info: Literal[False] = ...,
 ) -> torch.Tensor: ...
 
@@ -70,6 +72,7 @@ def kl_divergence(
     seed: int | None = ...,
     generator: torch.Generator | None = ...,
     validate: bool = ...,
+    prefer: Literal["accuracy", "speed"] = ...,
     return_info: Literal[True],
 ) -> KLResult: ...
 
@@ -84,6 +87,7 @@ def kl_divergence(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     validate: bool = True,
+    prefer: Literal["accuracy", "speed"] = "accuracy",
     return_info: bool = False,
 ) -> torch.Tensor | KLResult:
     r"""KL(p ‖ q) = E_{x∼p}[log p(x) − log q(x)], batchwise.
@@ -98,6 +102,11 @@ def kl_divergence(
         num_samples, estimator, seed, generator: passed to :func:`probgen.mc_kl` when Monte
             Carlo is used.
         validate: check parameters and shapes first (``ValueError`` naming the bad parameter).
+        prefer: with ``method="auto"``: ``"accuracy"`` (default) uses a closed form wherever one
+            exists; ``"speed"`` uses Monte Carlo where the benchmarks measured a
+            ``num_samples``-sample estimate to be cheaper than the closed form (full-covariance
+            MultivariateNormal of dimension ≥ 32 with at most 4 samples; see
+            :mod:`probgen.kl.policy`).
         return_info: return a :class:`KLResult` (value, method, standard error, …) instead of
             the tensor alone.
 
@@ -106,6 +115,8 @@ def kl_divergence(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if prefer not in ("accuracy", "speed"):
+        raise ValueError(f"prefer must be 'accuracy' or 'speed', got {prefer!r}")
     if validate:
         shape = check_pair(p, q)
     else:
@@ -116,6 +127,8 @@ def kl_divergence(
     if method == "analytic":
         result = _analytic(p, q, shape)
     elif method == "mc":
+        result = mc_kl(p, q, **mc_args)
+    elif prefer == "speed" and mc_is_cheaper(p, q, num_samples):
         result = mc_kl(p, q, **mc_args)
     else:
         try:

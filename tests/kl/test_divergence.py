@@ -129,3 +129,26 @@ def test_beta_and_two_component_dirichlet():
     assert torch.allclose(probgen.kl_divergence(beta, dirichlet), expected, rtol=1e-12)
     with pytest.raises(ValueError, match="event shapes differ"):
         probgen.kl_divergence(beta, Dirichlet(torch.ones(3)))
+
+
+def _mvn(d, batch=2):
+    from torch.distributions import MultivariateNormal
+
+    a = torch.randn(batch, d, d, dtype=torch.float64) / d**0.5
+    cov = a @ a.mT + torch.eye(d, dtype=torch.float64)
+    return MultivariateNormal(torch.randn(batch, d, dtype=torch.float64), cov)
+
+
+def test_prefer_speed_uses_mc_only_where_measured_cheaper():
+    p, q = _mvn(32), _mvn(32)
+    fast = probgen.kl_divergence(p, q, prefer="speed", num_samples=2, seed=0, return_info=True)
+    assert fast.method == "mc" and fast.num_samples == 2
+    many = probgen.kl_divergence(p, q, prefer="speed", num_samples=100, return_info=True)
+    small = probgen.kl_divergence(_mvn(8), _mvn(8), prefer="speed", num_samples=2, return_info=True)
+    default = probgen.kl_divergence(p, q, num_samples=2, return_info=True)
+    assert many.method == small.method == default.method == "analytic"
+
+
+def test_unknown_preference_is_named():
+    with pytest.raises(ValueError, match="prefer must be 'accuracy' or 'speed', got 'cheap'"):
+        probgen.kl_divergence(Normal(0.0, 1.0), Normal(0.0, 1.0), prefer="cheap")
