@@ -290,7 +290,8 @@ def _quad(p: Distribution, q: Distribution) -> Reference:
     def ell_at(x):
         return float(log_q(x) - log_p(x))
 
-    pieces = []  # (integrand over a variable, a, b)
+    pieces = []  # (integrand over a variable, a, b, break points)
+    lost: list[float] = []  # quantiles that rounded onto a point where log p is not finite
     fast = _fast_scipy(sp) if sp is not None and not isinstance(p, td.VonMises) else None
     if fast is not None:
         _, ppf, isf = fast
@@ -298,10 +299,10 @@ def _quad(p: Distribution, q: Distribution) -> Reference:
         k3 = all(abs(ell_at(x)) <= 5 for x in probes)
 
         def lower(u):
-            return _integrand_u(ppf(u), log_p, log_q, k3)
+            return _integrand_u(ppf(u), log_p, log_q, k3, lost)
 
         def upper(u):
-            return _integrand_u(isf(u), log_p, log_q, k3)
+            return _integrand_u(isf(u), log_p, log_q, k3, lost)
 
         # q's log-density kinks (Laplace's mode, support edges) as break points in u.
         sp_cdf = scipy_equivalent(p)
@@ -349,6 +350,10 @@ def _quad(p: Distribution, q: Distribution) -> Reference:
         roundoff = roundoff or len(out) > 3
         total += value
         abserr += err
+    if lost:
+        return Reference.missing(
+            "quad", f"p's quantile rounds onto x={lost[0]:.3g}, where log p(x) is not finite"
+        )
     form = "E_p[e^ℓ−1−ℓ]" if k3 else "E_p[−ℓ]"
     if k3:
         total += _mass_outside(q, lo, hi)
@@ -370,9 +375,10 @@ def _kinks(d: Distribution) -> list[float]:
     return out
 
 
-def _integrand_u(x: float, log_p, log_q, k3: bool) -> float:
+def _integrand_u(x: float, log_p, log_q, k3: bool, lost: list[float]) -> float:
     lp, lq = float(log_p(x)), float(log_q(x))
     if not math.isfinite(lp):
+        lost.append(x)
         return 0.0
     ell = lq - lp
     if not k3:
