@@ -60,7 +60,9 @@ def test_continuous_bernoulli_matches_formula_and_bce_is_not_normalized():
         np.log(density(x)), log_c + x * np.log(lam) + (1 - x) * np.log1p(-lam), rtol=1e-10
     )
     assert integrate.quad(density, 0, 1)[0] == pytest.approx(1.0, abs=1e-8)
-    assert abs(integrate.quad(bce_density, 0, 1)[0] - 1.0) > 0.1
+    # exp(−BCE) integrates to 1/C(λ) = (2λ − 1)/logit(λ) ≈ 0.42, not 1.
+    assert integrate.quad(bce_density, 0, 1)[0] == pytest.approx(np.exp(-log_c), rel=1e-8)
+    assert np.exp(-log_c) < 0.5
 
 
 def test_gaussian_is_mse_scaled_plus_constant():
