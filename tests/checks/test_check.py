@@ -69,7 +69,7 @@ def test_different_event_shapes_are_incompatible_not_a_crash():
     q = td.MultivariateNormal(t(0.0, 0.0, 0.0), torch.eye(3, dtype=f64))
     report = check_kl(p, q)
     assert report.status == "incompatible" and "event shapes differ" in report.message
-    with pytest.raises(AssertionError, match="incompatible|INCOMPATIBLE"):
+    with pytest.raises(AssertionError, match=r"incompatible|INCOMPATIBLE"):
         assert_kl_properties(p, q)
 
 
