@@ -8,7 +8,9 @@ of terms that are each ≥ 0, built from
 
     g(d) = d - \log(1 + d), \qquad e(y) = e^{y} - 1 - y,
 
-with parameter differences taken directly. ``g`` is evaluated as ``(r - 1) - log r`` on the
+with parameter differences taken directly. (The float64 patches are written in place with
+``index_put_``, which autograd allows: the patched tensors are outputs of subtractions and
+additions, whose backward does not need them.) ``g`` is evaluated as ``(r - 1) - log r`` on the
 ratio ``r = 1 + d`` (``r - 1`` is exact near 1, so the subtraction keeps the sign of g) and
 ``e`` as ``expm1(y) - y``. In float32 that is accurate enough everywhere (absolute error a few
 ulps of the argument: far below 1e-7 where the KL is below 1e-3, relative ≤ 1e-5 elsewhere);
@@ -34,6 +36,7 @@ from torch.distributions import (
     Uniform,
 )
 
+from probgen.kl.normal import patch_where
 from probgen.kl.registry import register_kl
 
 __all__ = ["e_minus", "g_of_ratio"]
@@ -98,9 +101,7 @@ def g_of_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     r = a / b
     g = (r - 1) - torch.log(r)
     if g.dtype == torch.float64 and g.numel() and bool(g.min() < _G_SWITCH):
-        small = g < _G_SWITCH
-        a_s, b_s = a.expand_as(g)[small], b.expand_as(g)[small]
-        g = g.masked_scatter(small, _g_series((a_s - b_s) / b_s))
+        g = patch_where(g, g < _G_SWITCH, lambda a_s, b_s: _g_series((a_s - b_s) / b_s), a, b)
     return g
 
 
@@ -115,8 +116,7 @@ def e_minus(y: torch.Tensor) -> torch.Tensor:
     """
     e = torch.expm1(y) - y
     if e.dtype == torch.float64 and e.numel() and bool(e.min() < _E_SWITCH):
-        small = e < _E_SWITCH
-        e = e.masked_scatter(small, _e_series(y[small]))
+        e = patch_where(e, e < _E_SWITCH, _e_series, y)
     return e
 
 
@@ -158,14 +158,19 @@ def _kl_gumbel_gumbel(p: Gumbel, q: Gumbel) -> torch.Tensor:
     y = lgam + torch.log(r) - delta
     kl = e_minus(y) + phi
     if kl.dtype == torch.float64 and kl.numel() and bool(phi.min() < _PHI_SWITCH):
-        small = phi.expand_as(kl) < _PHI_SWITCH
-        bp, bq = p.scale.expand_as(kl)[small], q.scale.expand_as(kl)[small]
-        x = (bp - bq) / bq
-        phi_s = _phi_series(x)
-        # log Γ(1 + r) = log(1 + x) + log Γ(1 + x) = log1p(x) − γx + φ, without rounding 1 + r.
-        y_s = torch.log1p(x) - _EULER * x + phi_s - delta.expand_as(kl)[small]
-        kl = kl.masked_scatter(small, e_minus(y_s) + phi_s)
+        kl = patch_where(
+            kl, phi.expand_as(kl) < _PHI_SWITCH, _gumbel_series, p.scale, q.scale, delta
+        )
     return kl
+
+
+def _gumbel_series(bp: torch.Tensor, bq: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """KL(Gumbel ‖ Gumbel) for |β_p/β_q − 1| ≲ 1e-3, from x = (β_p − β_q)/β_q (exact)."""
+    x = (bp - bq) / bq
+    phi = _phi_series(x)
+    # log Γ(1 + r) = log(1 + x) + log Γ(1 + x) = log1p(x) − γx + φ, without rounding 1 + r.
+    y = torch.log1p(x) - _EULER * x + phi - delta
+    return e_minus(y) + phi
 
 
 @register_kl(Cauchy, Cauchy)

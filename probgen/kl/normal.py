@@ -35,6 +35,8 @@ batch costs a few passes over memory instead of a dozen fresh temporaries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.distributions import HalfNormal, LogNormal, Normal
 
@@ -62,15 +64,35 @@ def _series_big_g(d: torch.Tensor) -> torch.Tensor:
     return g.clamp_min(0) + 0.5 * d * d
 
 
+def patch_where(
+    values: torch.Tensor,
+    small: torch.Tensor,
+    compute: Callable[..., torch.Tensor],
+    *sources: torch.Tensor,
+) -> torch.Tensor:
+    """``values[small] = compute(*(s[small] for s in sources))`` in place; returns ``values``.
+
+    ``sources`` broadcast to ``values``; indices are found once. Autograd allows the in-place
+    write where ``values`` is the output of an operation whose backward does not need it
+    (subtraction, addition, addcmul).
+    """
+    view = values.unsqueeze(0) if values.dim() == 0 else values
+    index = small.reshape(view.shape).nonzero(as_tuple=True)
+    picked = [x.expand_as(values).reshape(view.shape)[index] for x in sources]
+    view.index_put_(index, compute(*picked))
+    return values
+
+
+def _series_from_scales(sp: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+    return _series_big_g((sp - sq) / sq)
+
+
 def _patch_small(big_g: torch.Tensor, scale_p: torch.Tensor, scale_q: torch.Tensor) -> torch.Tensor:
-    """Replace G by its series where G < the switch value (float64 only); out of place."""
+    """Replace G by its series where G < the switch value (float64 only)."""
     switch = _G_SWITCH.get(big_g.dtype)
     if switch is None or big_g.numel() == 0 or not bool(big_g.min() < switch):
         return big_g
-    small = big_g < switch
-    sp = scale_p.expand_as(big_g)[small]
-    sq = scale_q.expand_as(big_g)[small]
-    return big_g.masked_scatter(small, _series_big_g((sp - sq) / sq))
+    return patch_where(big_g, big_g < switch, _series_from_scales, scale_p, scale_q)
 
 
 def _big_g(scale_p: torch.Tensor, scale_q: torch.Tensor) -> torch.Tensor:
@@ -155,9 +177,7 @@ def _fused_into(
     out.addcmul_(d, d, value=0.5)
     switch = _G_SWITCH.get(out.dtype)
     if switch is not None and float(out.min()) < switch:
-        small = out < switch
-        sp_s, sq_s = sp.expand_as(out)[small], sq.expand_as(out)[small]
-        out[small] = _series_big_g((sp_s - sq_s) / sq_s)
+        patch_where(out, out < switch, _series_from_scales, sp, sq)
     t = torch.sub(lp, lq, out=tmp)
     t.div_(sq)
     out.addcmul_(t, t, value=0.5)

@@ -172,6 +172,8 @@ def test_kl_with_itself_is_zero(name, dtype):
     params = [torch.tensor(v, dtype=dtype) * spread for v in p_params]
     p = cls(*params)
     assert torch.equal(kl_divergence(p, p), torch.zeros(500, dtype=dtype))
+    scalar = cls(*(torch.tensor(v, dtype=dtype) for v in p_params))  # 0-d parameters
+    assert torch.equal(kl_divergence(scalar, scalar), torch.zeros((), dtype=dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
