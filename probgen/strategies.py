@@ -184,9 +184,14 @@ def _scale_move(d: Distribution, moved: Distribution, ratio: float) -> Distribut
     from probgen.checks.densities import _rebuild, given_params
 
     a, b = given_params(d), given_params(moved)
-    params = {k: a[k] + (b[k] - a[k]) * ratio if a[k].is_floating_point() else a[k] for k in a}
-    if "probs" in params and params["probs"].dim() and isinstance(d, td.Categorical):
-        params["probs"] = params["probs"] / params["probs"].sum(-1, keepdim=True)
+    params = {}
+    for k, v in a.items():
+        params[k] = v + (b[k] - v) * ratio if v.is_floating_point() and k != "total_count" else v
+    if "probs" in params:
+        probs = params["probs"].clamp(1e-7, 1 - 1e-6)
+        if isinstance(d, (td.Categorical, td.OneHotCategorical)):
+            probs = probs / probs.sum(-1, keepdim=True)
+        params["probs"] = probs
     return _rebuild(d, params)
 
 

@@ -244,9 +244,10 @@ def check_kl(
             if not (_is_delta(d) or _is_masked(d)):
                 results.append(props.log_density_vs_scipy(d, label, seed=seed))
 
+    case = f"p={_describe(p)}, q={_describe(q)}"
     failed = err > t or any(r.held is False for r in results)
     if failed:
-        status, message = "fail", _failure_message(err, t, results)
+        status, message = "fail", f"{_failure_message(err, t, results)}\n  at {case}"
     elif missing:
         status, message = "no reference", f"{missing[0].method}: {missing[0].detail}"
     else:
@@ -265,6 +266,15 @@ def _guard(name: str, f, *args) -> PropertyResult:
         return PropertyResult(name, None, detail=f"no closed form: {e}"[:120])
     except Exception as e:
         return PropertyResult(name, False, math.inf, 0.0, f"raised {type(e).__name__}: {e}"[:160])
+
+
+def _describe(d: Distribution) -> str:
+    from probgen.checks.densities import given_params
+
+    if isinstance(d, Independent):
+        return f"Independent({_describe(d.base_dist)}, {d.reinterpreted_batch_ndims})"
+    params = ", ".join(f"{k}={v.tolist()}" for k, v in given_params(d).items())
+    return f"{type(d).__name__}({params})"[:300]
 
 
 def _failure_message(err: float, tol: float, results: list[PropertyResult]) -> str:
