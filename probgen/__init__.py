@@ -2,8 +2,12 @@
 
 ``import probgen`` registers probgen's numerically stable closed-form KL divergences into
 torch's KL registry, so ``torch.distributions.kl_divergence`` and Pyro's
-``TraceMeanField_ELBO`` use them.
+``TraceMeanField_ELBO`` use them. The names built on Pyro (``elbo_terms``, ``VAE``, …) are
+loaded on first use, so that importing probgen does not import Pyro.
 """
+
+import importlib
+from typing import Any
 
 from probgen.kl import (
     KLMethodWarning,
@@ -16,12 +20,38 @@ from probgen.kl import (
 
 __version__ = "0.1.0"
 
+# name -> module that defines it, imported on first attribute access
+_LAZY = {
+    "ELBOTerms": "probgen.elbo",
+    "elbo_terms": "probgen.elbo",
+    "iwae_bound": "probgen.elbo",
+    "kl_fallback_sites": "probgen.elbo",
+    "VAE": "probgen.vae",
+}
+
 __all__ = [
+    "VAE",
+    "ELBOTerms",
     "KLMethodWarning",
     "KLResult",
     "__version__",
+    "elbo_terms",
+    "iwae_bound",
     "kl_divergence",
+    "kl_fallback_sites",
     "mc_kl",
     "register_kl",
     "torch_kl_only",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'probgen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
