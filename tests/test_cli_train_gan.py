@@ -64,5 +64,5 @@ def test_defaults_match_train_config():
     args = build_parser().parse_args(["train-gan"])
     defaults = TrainConfig()
     for name in ("data", "loss", "steps", "batch_size", "lr", "seed", "latent_dim", "hidden",
-                 "label_smoothing", "checkpoint_every"):  # fmt: skip
+                 "label_smoothing", "d_steps", "checkpoint_every"):  # fmt: skip
         assert getattr(args, name) == getattr(defaults, name), name

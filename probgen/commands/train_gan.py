@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="non-saturating",
         help="generator loss (default: non-saturating)",
     )
-    parser.add_argument("--steps", type=int, default=3000, help="alternating D/G steps in total")
+    parser.add_argument("--steps", type=int, default=1500, help="alternating D/G steps in total")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size of D and G")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (both nets)")
     parser.add_argument("--hidden", type=int, default=128, help="hidden width of both MLPs")
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="one-sided label smoothing of D's real targets (default: off)",
+    )
+    parser.add_argument(
+        "--d-steps", type=int, default=3, help="discriminator updates per generator update"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of initialization and data")
     parser.add_argument("--out", default="gan-run", help="output directory (default: gan-run)")
@@ -93,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         latent_dim=args.latent_dim,
         hidden=args.hidden,
         label_smoothing=args.label_smoothing,
+        d_steps=args.d_steps,
         checkpoint_every=args.checkpoint_every,
     )
     if args.eval_samples < 4:

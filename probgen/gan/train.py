@@ -1,10 +1,12 @@
 """Alternating GAN training on the bundled toys, with checkpoints that resume exactly.
 
-Each step: one discriminator update on −V (real batch vs a detached generated batch), then one
-generator update on the chosen generator loss (``"minimax"``: E[log(1 − D(G(z)))],
-``"non-saturating"``: −E[log D(G(z))]). The generator and discriminator are any ``nn.Module``
-(PyroModules included): G maps ``(n, latent_dim)`` to ``(n, dim)``, D maps ``(n, dim)`` to logits
-``(n, 1)`` or ``(n,)``.
+Each step (Algorithm 1 of Goodfellow et al., 2014): ``d_steps`` discriminator updates on −V
+(a real batch vs a detached generated batch), then one generator update on the chosen generator
+loss (``"minimax"``: E[log(1 − D(G(z)))], ``"non-saturating"``: −E[log D(G(z))]). The per-step
+V estimate is the one of the last discriminator batch, before its update.
+
+The generator and discriminator are any ``nn.Module`` (PyroModules included): G maps
+``(n, latent_dim)`` to ``(n, dim)``, D maps ``(n, dim)`` to logits ``(n, 1)`` or ``(n,)``.
 
 Reproducibility: all randomness (initialization, data, latents) comes from the global torch RNG,
 seeded once inside a ``fork_rng`` block; a checkpoint stores the models, both Adam states, the
@@ -36,7 +38,17 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 # Settings a resumed run must share with the run that wrote the checkpoint (steps may grow).
-_FIXED = ("data", "loss", "batch_size", "lr", "seed", "latent_dim", "hidden", "label_smoothing")
+_FIXED = (
+    "data",
+    "loss",
+    "batch_size",
+    "lr",
+    "seed",
+    "latent_dim",
+    "hidden",
+    "label_smoothing",
+    "d_steps",
+)
 
 
 @dataclass
@@ -45,13 +57,14 @@ class TrainConfig:
 
     data: str = "ring"
     loss: str = "non-saturating"
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
     latent_dim: int = 4
     hidden: int = 128
     label_smoothing: float = 0.0
+    d_steps: int = 3
     checkpoint_every: int = 500
 
     def validate(self) -> None:
@@ -59,7 +72,7 @@ class TrainConfig:
         if self.loss not in GENERATOR_LOSSES:
             raise ValueError(f"loss must be one of {GENERATOR_LOSSES}, got {self.loss!r}")
         get_toy(self.data)
-        for name in ("steps", "batch_size", "latent_dim", "hidden", "checkpoint_every"):
+        for name in ("steps", "batch_size", "latent_dim", "hidden", "d_steps", "checkpoint_every"):
             value = getattr(self, name)
             low = 0 if name == "steps" else (2 if name == "batch_size" else 1)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -166,20 +179,21 @@ def _load_checkpoint(state: TrainState, path: Path) -> None:
 def _step(state: TrainState) -> dict[str, float]:
     cfg, g, d = state.config, state.generator, state.discriminator
     n = cfg.batch_size
-    real = state.toy.sample(n)
-    fake = g(torch.randn(n, cfg.latent_dim)).detach()
-    real_logits, fake_logits = _logits(d, real), _logits(d, fake)
-    v = value_estimate(real_logits, fake_logits, validate=False)
-    d_loss = discriminator_loss(
-        real_logits, fake_logits, label_smoothing=cfg.label_smoothing, validate=False
-    )
-    if not bool(torch.isfinite(d_loss)):
-        raise FloatingPointError(
-            f"training diverged at step {state.step}: discriminator loss {d_loss}"
+    for _ in range(cfg.d_steps):
+        real = state.toy.sample(n)
+        fake = g(torch.randn(n, cfg.latent_dim)).detach()
+        real_logits, fake_logits = _logits(d, real), _logits(d, fake)
+        v = value_estimate(real_logits, fake_logits, validate=False)
+        d_loss = discriminator_loss(
+            real_logits, fake_logits, label_smoothing=cfg.label_smoothing, validate=False
         )
-    state.opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    state.opt_d.step()
+        if not bool(torch.isfinite(d_loss)):
+            raise FloatingPointError(
+                f"training diverged at step {state.step}: discriminator loss {d_loss.item()}"
+            )
+        state.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        state.opt_d.step()
 
     g_logits = _logits(d, g(torch.randn(n, cfg.latent_dim)))
     g_loss = generator_loss(g_logits, cfg.loss, validate=False)  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ With a discriminator :math:`D(x) = \sigma(\ell(x))` given by its logit :math:`\e
 and every term is taken from the logit in its stable form,
 :math:`\log D = -\operatorname{softplus}(-\ell)` and
 :math:`\log(1 - D) = -\operatorname{softplus}(\ell)`: finite for every finite logit, where
-``log(sigmoid(l))`` underflows to ``-inf`` already at ``l ≈ -104`` in float32.
+``log(sigmoid(l))`` underflows to ``-inf`` at ``l ≈ -89`` in float32, and
+``log(1 - sigmoid(l))`` already at ``l ≈ 17``.
 
 Reference: Goodfellow et al., *Generative Adversarial Nets*, NeurIPS 2014, eq. (1); the
 non-saturating generator loss is from §3 of the same paper. Derivations in ``docs/gan.md``.

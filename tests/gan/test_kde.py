@@ -37,7 +37,7 @@ def test_collapsed_generator_against_exact_jsd():
     # All mass on one of the 8 modes: JSD = ½[(1/8)log(2/9) + (7/8)log 2 + log(16/9)].
     toy = ring()
     exact = 0.5 * (math.log(2 / 9) / 8 + 7 * math.log(2) / 8 + math.log(16 / 9))
-    n = 600
+    n = 400
     mode = toy.modes[0] + toy.mode_std[0] * torch.randn(
         n, 2, generator=torch.Generator().manual_seed(3)
     )

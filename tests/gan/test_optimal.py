@@ -26,7 +26,7 @@ def t(*v):
     return torch.tensor(v if len(v) > 1 else v[0], dtype=F64)
 
 
-@settings(max_examples=12)
+@settings(max_examples=10)
 @given(p=specs(), q=specs())
 def test_identity_against_scipy_quadrature(p, q):
     """V(D*, G) computed as an expectation of log D* equals −log 4 + 2·JSD (scipy reference)."""
@@ -54,7 +54,7 @@ def _perturbation(kind: str, a: float, b: float):
     return lambda x: a + b * torch.tanh(x), lambda x: a + b * math.tanh(x)
 
 
-@settings(max_examples=12)
+@settings(max_examples=10)
 @given(p=specs(), q=specs(), perturbation=perturbations)
 def test_optimal_discriminator_maximizes_value(p, q, perturbation):
     """V(D*, G) ≥ V(D, G) for D = D* with a perturbed logit, all by quadrature (no noise)."""
