@@ -36,7 +36,6 @@ from probgen.kl.stable import expm1_minus_x, one_plus_x_log1p_minus_x
 
 __all__ = ["gamma_kl", "weibull_gamma_kl"]
 
-_EULER_GAMMA = 0.5772156649015329
 
 
 def gamma_kl(
@@ -51,8 +50,10 @@ def gamma_kl(
         u = \tfrac{\beta_q - \beta_p}{\beta_p},\ v = \tfrac{\alpha_p - \alpha_q}{\alpha_q},
 
     each term ≥ 0; the parameter differences are formed directly (exact when close). Where
-    the textbook formula has no harmful cancellation (its value well above its rounding error)
-    it is kept, as it is cheaper; the stable form is evaluated on the other elements only.
+    the textbook formula has no harmful cancellation (its rounding bound well below the
+    target, :func:`probgen.kl.special.fast_or_stable`) it is kept, as it is cheaper; the
+    stable form is evaluated on the other elements only. float32 input is evaluated in
+    float64 (torch's float32 digamma is no faster, and the bound then holds almost everywhere).
 
     Args:
         alpha_p, rate_p, alpha_q, rate_q: positive tensors, broadcastable.
@@ -60,24 +61,41 @@ def gamma_kl(
     Returns:
         Tensor of the broadcast shape, ≥ 0. Reference: ``docs/kl/gamma_beta.md``.
     """
-    alpha_p, rate_p, alpha_q, rate_q = torch.broadcast_tensors(alpha_p, rate_p, alpha_q, rate_q)
-    work = working_dtype(alpha_p.dtype)
-    ap, bp, aq, bq = (x.to(work) for x in (alpha_p, rate_p, alpha_q, rate_q))
-    log_ratio = torch.log(bp) - torch.log(bq)
-    terms = (
-        (ap - aq) * torch.digamma(ap),
-        -torch.lgamma(ap),
-        torch.lgamma(aq),
-        aq * log_ratio,
-        ap * (bq - bp) / bp,
-    )
-    value = sum(terms)
-    magnitude = sum(t.abs() for t in terms) + aq * torch.log(bp).abs()
+    dtype = torch.promote_types(alpha_p.dtype, alpha_q.dtype)
+    work = working_dtype(dtype)
+    value, magnitude = _gamma_textbook(*(x.to(work) for x in (alpha_p, rate_p, alpha_q, rate_q)))
 
     def stable(mask: torch.Tensor) -> torch.Tensor:
-        return _gamma_kl_stable(alpha_p[mask], rate_p[mask], alpha_q[mask], rate_q[mask])
+        ap, bp, aq, bq = (
+            x.expand(mask.shape)[mask].to(work) for x in (alpha_p, rate_p, alpha_q, rate_q)
+        )
+        return _gamma_kl_stable(ap, bp, aq, bq)
 
-    return fast_or_stable(value, magnitude, stable).to(alpha_p.dtype)
+    return fast_or_stable(value, magnitude, stable, dtype)
+
+
+def _gamma_textbook(
+    ap: torch.Tensor, bp: torch.Tensor, aq: torch.Tensor, bq: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch's formula, (α_p − α_q)ψ(α_p) − log Γ(α_p) + log Γ(α_q) + α_q log(β_p/β_q)
+    + α_p(β_q − β_p)/β_p, with few temporaries, and its magnitude M (no autograd history)."""
+    log_bp, log_bq = torch.log(bp), torch.log(bq)
+    d = ap - aq
+    cross = d * torch.digamma(ap)
+    lg_p, lg_q = torch.lgamma(ap), torch.lgamma(aq)
+    rate = aq * (log_bp - log_bq)
+    mean = ap * (bq - bp) / bp
+    value = cross + mean
+    value += rate
+    value -= lg_p
+    value += lg_q
+    with torch.no_grad():
+        magnitude = mean.abs() + cross.abs().mul_(2)  # the shape of value
+        magnitude += d.abs()
+        magnitude += lg_p.abs()
+        magnitude += lg_q.abs()
+        magnitude.addcmul_(aq, log_bp.abs() + log_bq.abs(), value=2)
+    return value, magnitude
 
 
 def _gamma_kl_stable(
@@ -106,22 +124,7 @@ def _kl_exponential_gamma(p: Exponential, q: Gamma) -> torch.Tensor:
 
     Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
     """
-    rate_p, alpha_q, rate_q = torch.broadcast_tensors(p.rate, q.concentration, q.rate)
-    work = working_dtype(rate_p.dtype)
-    bp, aq, bq = (x.to(work) for x in (rate_p, alpha_q, rate_q))
-    terms = (
-        (aq - 1) * _EULER_GAMMA,
-        torch.lgamma(aq),
-        aq * (torch.log(bp) - torch.log(bq)),
-        (bq - bp) / bp,
-    )
-    magnitude = sum(t.abs() for t in terms) + aq * torch.log(bp).abs()
-
-    def stable(mask: torch.Tensor) -> torch.Tensor:
-        r = rate_p[mask]
-        return _gamma_kl_stable(torch.ones_like(r), r, alpha_q[mask], rate_q[mask])
-
-    return fast_or_stable(sum(terms), magnitude, stable).to(rate_p.dtype)
+    return gamma_kl(_one(p.rate), p.rate, q.concentration, q.rate)
 
 
 @register_kl(Gamma, Exponential)
@@ -130,7 +133,12 @@ def _kl_gamma_exponential(p: Gamma, q: Exponential) -> torch.Tensor:
 
     Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
     """
-    return gamma_kl(p.concentration, p.rate, torch.ones_like(q.rate), q.rate)
+    return gamma_kl(p.concentration, p.rate, _one(q.rate), q.rate)
+
+
+def _one(like: torch.Tensor) -> torch.Tensor:
+    """A 0-dim 1 (broadcasts; keeps lgamma/digamma of the Exponential's shape off the batch)."""
+    return torch.ones((), dtype=like.dtype, device=like.device)
 
 
 def weibull_gamma_kl(

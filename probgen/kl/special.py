@@ -71,35 +71,48 @@ def _plan(dtype: torch.dtype) -> tuple[int, int]:
     return _PLAN.get(dtype, _PLAN[torch.float32])
 
 
-# The textbook formula is trusted where its value exceeds _TRUST × eps × (sum of the absolute
-# values of its terms): its rounding error (a few ulps of each term) is then below ~1e-11
-# (float64) or ~3e-5 (float32) of the result.
-_TRUST = {torch.float64: 4e11, torch.float32: 1.3e5}
+# A textbook KL (lgamma/digamma of the parameters, the terms added in the working dtype) has
+# a rounding error of at most _ULPS · eps · M, with M the sum of the absolute values of its
+# terms plus |Δ|·max(|ψ|, 1) for each ψ multiplied by a difference Δ (torch's digamma is
+# accurate to ~7 ulps of max(|ψ|, 1): an absolute error near its root x ≈ 1.4616) and the
+# rounding of each log. It is kept where that bound is below a quarter of the target of the
+# output dtype: relative 1e-10 (float64); relative 1e-4, or absolute 1e-7 (float32).
+_ULPS = 8
+_TOLERANCE = {torch.float64: (2.5e-11, 0.0), torch.float32: (2.5e-5, 2.5e-8)}
 
 
 def fast_or_stable(
     value: torch.Tensor,
     magnitude: torch.Tensor,
     stable: Callable[[torch.Tensor], torch.Tensor],
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Keep a textbook KL where its cancellation is harmless; recompute the rest stably.
+    """Keep a textbook KL where its rounding error is harmless; recompute the rest stably.
 
     Args:
-        value: the KL from the textbook formula (lgamma/digamma of the parameters), any shape.
-        magnitude: the sum of the absolute values of the terms it adds, same shape.
+        value: the KL from the textbook formula, in the working dtype, any shape.
+        magnitude: M of that shape (see above), without autograd history; it is overwritten.
         stable: maps a boolean mask of that shape to the stable KL of the masked elements
             (a 1-D tensor in mask order); called only if some element needs it.
+        dtype: the dtype of the result, whose accuracy target decides what is kept.
 
     Returns:
-        ``value`` where ``value > trust·eps·magnitude`` (and finite), the stable values
-        elsewhere.
+        Tensor of ``value``'s shape in ``dtype``, ≥ 0: ``value`` where
+        ``8·eps·M ≤ max(rtol/4 · value, atol/4)``, the stable values elsewhere.
     """
-    eps = torch.finfo(value.dtype).eps
-    trust = _TRUST.get(value.dtype, _TRUST[torch.float32])
-    redo = ~(value > trust * eps * magnitude) | ~torch.isfinite(value)
-    if not bool(redo.any()):
-        return value
-    return value.masked_scatter(redo, stable(redo).to(value.dtype))
+    rtol, atol = _TOLERANCE.get(dtype, _TOLERANCE[torch.float32])
+    with torch.no_grad():
+        bound = magnitude.mul_(_ULPS * torch.finfo(value.dtype).eps)
+        threshold = value.detach() * rtol
+        if atol:
+            threshold.clamp_min_(atol)
+        threshold.clamp_max_(torch.finfo(value.dtype).max)  # an infinite value is redone
+        redo = ~(bound <= threshold)  # also where the bound is NaN
+    if bool(redo.any()):
+        value = value.masked_scatter(redo, stable(redo).to(value.dtype))
+    if value.dtype != dtype:
+        value = value.to(dtype)
+    return value.clamp_min_(0)
 
 
 def working_dtype(dtype: torch.dtype) -> torch.dtype:
