@@ -55,7 +55,7 @@ FAMILIES: dict[type, Maker] = {
         ("Gumbel(1e3,1e-2)", td.Gumbel(t(1000.0), t(1e-2))),
     ],
     td.Uniform: lambda t: [
-        ("U(0.2,0.7)", td.Uniform(t(0.2), t(0.7))),
+        ("U(0,1)", td.Uniform(t(0.0), t(1.0))),
         ("U(-1,3)", td.Uniform(t(-1.0), t(3.0))),
         ("U(0.25,0.2501)", td.Uniform(t(0.25), t(0.2501))),
     ],

@@ -188,7 +188,8 @@ def analytic_vs_mc(
     mc = res.value.detach().expand(value.shape).reshape(-1)
     se = res.stderr.expand(value.shape).reshape(-1)
     v = value.detach().double().reshape(-1)
-    if bool(((se == 0) & ((v - mc).abs() > torch.tensor([tol(float(x)) for x in v]))).any()):
+    degenerate = se <= 64 * torch.finfo(torch.float64).eps * (1 + mc.abs())
+    if bool((degenerate & ((v - mc).abs() > torch.tensor([tol(float(x)) for x in v]))).any()):
         # Every sample gave the same log-ratio: outcomes rarer than 1/n were not drawn, and
         # the standard error (0) says nothing about them.
         return PropertyResult(name, None, detail="rare outcomes not sampled (standard error 0)")
