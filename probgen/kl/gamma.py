@@ -36,6 +36,7 @@ from probgen.kl.stable import expm1_minus_x, one_plus_x_log1p_minus_x
 
 __all__ = ["gamma_kl", "weibull_gamma_kl"]
 
+_EULER_GAMMA = 0.5772156649015329
 
 
 def gamma_kl(
@@ -53,7 +54,8 @@ def gamma_kl(
     the textbook formula has no harmful cancellation (its rounding bound well below the
     target, :func:`probgen.kl.special.fast_or_stable`) it is kept, as it is cheaper; the
     stable form is evaluated on the other elements only. float32 input is evaluated in
-    float64 (torch's float32 digamma is no faster, and the bound then holds almost everywhere).
+    float64: its bound then meets the float32 target almost everywhere, whereas in float32
+    it fails on ~30 % of generic elements (measured: slower overall).
 
     Args:
         alpha_p, rate_p, alpha_q, rate_q: positive tensors, broadcastable.
@@ -66,10 +68,8 @@ def gamma_kl(
     value, magnitude = _gamma_textbook(*(x.to(work) for x in (alpha_p, rate_p, alpha_q, rate_q)))
 
     def stable(mask: torch.Tensor) -> torch.Tensor:
-        ap, bp, aq, bq = (
-            x.expand(mask.shape)[mask].to(work) for x in (alpha_p, rate_p, alpha_q, rate_q)
-        )
-        return _gamma_kl_stable(ap, bp, aq, bq)
+        params = (x.expand(mask.shape)[mask].to(work) for x in (alpha_p, rate_p, alpha_q, rate_q))
+        return _gamma_kl_stable(*params)
 
     return fast_or_stable(value, magnitude, stable, dtype)
 
@@ -79,11 +79,11 @@ def _gamma_textbook(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """torch's formula, (α_p − α_q)ψ(α_p) − log Γ(α_p) + log Γ(α_q) + α_q log(β_p/β_q)
     + α_p(β_q − β_p)/β_p, with few temporaries, and its magnitude M (no autograd history)."""
-    log_bp, log_bq = torch.log(bp), torch.log(bq)
+    log_ratio = torch.log(bp / bq)  # error ≤ eps·(1 + |log ratio|)
     d = ap - aq
     cross = d * torch.digamma(ap)
     lg_p, lg_q = torch.lgamma(ap), torch.lgamma(aq)
-    rate = aq * (log_bp - log_bq)
+    rate = aq * log_ratio
     mean = ap * (bq - bp) / bp
     value = cross + mean
     value += rate
@@ -94,7 +94,7 @@ def _gamma_textbook(
         magnitude += d.abs()
         magnitude += lg_p.abs()
         magnitude += lg_q.abs()
-        magnitude.addcmul_(aq, log_bp.abs() + log_bq.abs(), value=2)
+        magnitude.addcmul_(aq, log_ratio.abs().add_(1), value=2)
     return value, magnitude
 
 
@@ -120,11 +120,35 @@ def _kl_gamma_gamma(p: Gamma, q: Gamma) -> torch.Tensor:
 
 @register_kl(Exponential, Gamma)
 def _kl_exponential_gamma(p: Exponential, q: Gamma) -> torch.Tensor:
-    """Batchwise KL(p ‖ q) for Exponential(λ) = Gamma(1, λ) p and Gamma q: :func:`gamma_kl`.
+    """Batchwise KL(p ‖ q) for Exponential(λ) = Gamma(1, λ) p and Gamma q.
+
+    torch's formula r − α log r + log Γ(α) + γ(α − 1) − 1 (r = β/λ) where its rounding bound
+    allows (:func:`probgen.kl.special.fast_or_stable`; float32 input in float64), :func:`gamma_kl`
+    elsewhere.
 
     Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
     """
-    return gamma_kl(_one(p.rate), p.rate, q.concentration, q.rate)
+    rate_p, alpha_q, rate_q = p.rate, q.concentration, q.rate
+    dtype = torch.promote_types(rate_p.dtype, alpha_q.dtype)
+    work = working_dtype(dtype)
+    rate_p, alpha_q, rate_q = rate_p.to(work), alpha_q.to(work), rate_q.to(work)
+    ratio = rate_q / rate_p
+    log_ratio = torch.log(ratio)
+    lg = torch.lgamma(alpha_q)
+    value = ratio - alpha_q * log_ratio  # ratio − α log ratio + log Γ(α) + γ(α − 1) − 1
+    value += lg
+    value += _EULER_GAMMA * alpha_q
+    value -= 1 + _EULER_GAMMA
+    with torch.no_grad():
+        magnitude = ratio + alpha_q * log_ratio.abs().add_(1).mul_(2)
+        magnitude += lg.abs()
+        magnitude += _EULER_GAMMA * alpha_q + 1 + _EULER_GAMMA
+
+    def stable(mask: torch.Tensor) -> torch.Tensor:
+        rp, aq, rq = (x.expand(mask.shape)[mask] for x in (rate_p, alpha_q, rate_q))
+        return gamma_kl(_one(rp), rp, aq, rq)
+
+    return fast_or_stable(value, magnitude, stable, dtype)
 
 
 @register_kl(Gamma, Exponential)
