@@ -96,3 +96,12 @@ def test_report_serialises_and_names_properties():
 def test_unknown_property_is_a_value_error():
     with pytest.raises(ValueError, match="properties"):
         check_kl(td.Normal(t(0.0), t(1.0)), td.Normal(t(0.0), t(2.0)), properties=("nope",))
+
+
+def test_importing_the_checks_does_not_import_hypothesis():
+    import subprocess
+    import sys
+
+    code = "import sys, probgen.checks, probgen.checks.audit; print('hypothesis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
