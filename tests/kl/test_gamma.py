@@ -173,3 +173,36 @@ def test_dispatch_and_infinite_pairs():
         out = torch_kl(left, Kumaraswamy(torch.ones(2, 1, 1), torch.ones(1)))
         assert torch.isinf(out).all() and (out > 0).all()
     assert torch.isinf(torch_kl(w, Beta(2.0, 2.0))).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_near_the_root_of_digamma_and_of_lgamma(dtype):
+    # ψ(1.4616…) = 0 and log Γ(1) = log Γ(2) = 0: the textbook terms are tiny there while
+    # digamma's absolute error is not; the rounding bound must send such elements elsewhere.
+    rels = [1e-3, -1e-3, 0.05] if dtype == torch.float32 else [1e-9, -1e-6, 1e-3, 0.05]
+    for base in (1.4616321449683622, 1.0, 2.0):
+        for rel in rels:
+            ap, aq = (torch.tensor(v, dtype=dtype) for v in (base, base * (1 + rel)))
+            for bp, bq in ((1.0, 1.0), (2.0, 2.0 * (1 + rel))):
+                bp_t, bq_t = torch.tensor(bp, dtype=dtype), torch.tensor(bq, dtype=dtype)
+                v = probgen.kl_divergence(Gamma(ap, bp_t), Gamma(aq, bq_t)).item()
+                with mp.workdps(60):
+                    _check(v, _ref_gamma(float(ap), float(bp_t), float(aq), float(bq_t)), dtype)
+
+
+def test_weibull_gamma_near_equal_grid_float32():
+    # Weibull(λ, 1) = Gamma(1, 1/λ): shape, concentration and rate each perturbed by 1e-6 …
+    # 1e-3 in both directions over the float32 scales. (float64 at relative differences
+    # ≤ 1e-6 reaches ~1e-10 … 4e-3 only: docs/kl/gamma_beta.md.)
+    dtype = torch.float32
+    for lam in (1e-6, 1.0, 1e6):
+        for r1 in (1e-6, 1e-3):
+            for r2 in (1e-6, 1e-3):
+                for s in (1, -1):
+                    ts = [
+                        torch.tensor(v, dtype=dtype)
+                        for v in (lam, 1 + s * r1, 1 - s * r2, (1 + r1) / lam)
+                    ]
+                    v = probgen.kl_divergence(Weibull(ts[0], ts[1]), Gamma(ts[2], ts[3])).item()
+                    with mp.workdps(60):
+                        _check(v, _ref_weibull_gamma(*(float(t) for t in ts)), dtype)
