@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 
@@ -33,6 +34,7 @@ def test_ring_run_writes_every_output_and_resumes(tmp_path, capsys):
     assert metrics["num_modes"] == 8 and 0 <= metrics["mode_coverage"] <= 8
     assert 0 <= metrics["high_quality"] <= 1 and metrics["jsd_se"] > 0
     assert metrics["config"]["loss"] == "non-saturating"
+    assert metrics["jsd_lower_bound"] == pytest.approx((metrics["value_last"] + math.log(4)) / 2)
     printed = capsys.readouterr().out
     assert "mode coverage" in printed and "JSD" in printed
 

@@ -127,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(
         f"  JSD(data ‖ KDE of samples): {metrics['jsd']:.4f} ± {metrics['jsd_se']:.4f}"
-        f"   (perfect generator: {metrics['jsd_floor']:.4f} ± {metrics['jsd_floor_se']:.4f})"
+        f"   (perfect generator: {metrics['jsd_floor']:.4f} ± {metrics['jsd_floor_se']:.4f};"
+        f" lower bound from V: {metrics['jsd_lower_bound']:.4f})"
     )
     print(
         f"  mode coverage: {metrics['mode_coverage']}/{metrics['num_modes']} modes with ≥ 5% of "

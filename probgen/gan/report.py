@@ -37,6 +37,9 @@ def evaluate(state: TrainState, *, num_samples: int = 2000, seed: int = 0) -> di
       ``high_quality``: fraction of samples within 3 std of some mode.
     * ``value_last``: mean of the per-step V estimates over the last 10 % of steps, with the
       standard error of that mean (from the per-step standard errors).
+    * ``jsd_lower_bound``: (value_last + log 4) / 2. Since V(D, G) ≤ V(D*, G) = −log 4 + 2 JSD
+      for any D, the trained discriminator certifies at least this much JSD (approximately: D
+      changes over those steps, and V is estimated).
     """
     samples = generate(state, num_samples, seed)
     est = jsd_to_samples(state.toy, samples, num_samples=num_samples, seed=seed)
@@ -64,6 +67,7 @@ def evaluate(state: TrainState, *, num_samples: int = 2000, seed: int = 0) -> di
         "value_last": value_last,
         "value_last_se": value_last_se,
         "value_equilibrium": -LOG_4,
+        "jsd_lower_bound": (value_last + LOG_4) / 2,
         "num_samples": num_samples,
     }
 
