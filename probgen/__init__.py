@@ -2,8 +2,8 @@
 
 ``import probgen`` registers probgen's numerically stable closed-form KL divergences into
 torch's KL registry, so ``torch.distributions.kl_divergence`` and Pyro's
-``TraceMeanField_ELBO`` use them. The names built on Pyro (``elbo_terms``, ``VAE``, …) are
-loaded on first use, so that importing probgen does not import Pyro.
+``TraceMeanField_ELBO`` use them. The names built on Pyro or scipy (``elbo_terms``, ``VAE``,
+``check_kl``, …) are loaded on first use, so that importing probgen imports neither.
 """
 
 import importlib
@@ -22,6 +22,10 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first attribute access
 _LAZY = {
+    "KLCheckReport": "probgen.checks",
+    "assert_kl_close": "probgen.checks",
+    "assert_kl_properties": "probgen.checks",
+    "check_kl": "probgen.checks",
     "ELBOTerms": "probgen.elbo",
     "elbo_terms": "probgen.elbo",
     "iwae_bound": "probgen.elbo",
@@ -32,9 +36,13 @@ _LAZY = {
 __all__ = [
     "VAE",
     "ELBOTerms",
+    "KLCheckReport",
     "KLMethodWarning",
     "KLResult",
     "__version__",
+    "assert_kl_close",
+    "assert_kl_properties",
+    "check_kl",
     "elbo_terms",
     "iwae_bound",
     "kl_divergence",
