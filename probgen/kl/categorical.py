@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Categorical, Distribution, OneHotCategorical
 
+from probgen.kl.bernoulli import given_parameter
 from probgen.kl.discrete_terms import poisson_term, poisson_term_su
 from probgen.kl.registry import register_kl
 
@@ -35,7 +36,7 @@ def _categorical(d: Distribution) -> Categorical:
 
 
 def _probs_and_logits(d: Categorical) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if "logits" in d.__dict__:
+    if given_parameter(d) == "logits":
         logits = d.logits
         return torch.exp(logits), logits
     return d.probs, None

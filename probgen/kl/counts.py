@@ -17,8 +17,8 @@ import math
 import torch
 from torch.distributions import Binomial, Distribution, Geometric, Poisson
 
-from probgen.kl.bernoulli import binary_kl, two_point
-from probgen.kl.discrete_terms import poisson_term
+from probgen.kl.bernoulli import binary_kl, given_parameter, two_point
+from probgen.kl.discrete_terms import grad_needed, poisson_term
 from probgen.kl.registry import register_kl
 
 __all__ = ["binomial_kl_sum"]
@@ -55,7 +55,7 @@ def _kl_geometric_geometric(p: Geometric, q: Geometric) -> torch.Tensor:
     """
     kl = binary_kl(p, q)
     probs = two_point(p)[0]
-    return kl / probs
+    return kl / probs if grad_needed(kl) else kl.div_(probs)
 
 
 def _support(probs: torch.Tensor, comp: torch.Tensor, n: torch.Tensor) -> tuple:
@@ -142,11 +142,15 @@ def _kl_binomial_binomial(p: Binomial, q: Binomial) -> torch.Tensor:
         ``docs/kl/discrete.md``.
     """
     n, m = p.total_count, q.total_count
+    n_, m_ = _compact(n), _compact(m)  # total counts are usually one number broadcast
     kl = binary_kl(p, q)
-    kl = torch.where(n > 0, n * kl, torch.zeros_like(kl)) if bool((n == 0).any()) else n * kl
-    differ = n != m
-    if not bool(differ.any()):
+    if bool((n_ == 0).any()):
+        kl = torch.where(n > 0, n * kl, torch.zeros_like(kl))
+    else:
+        kl = n * kl if grad_needed(kl) else kl.mul_(n)
+    if not bool((n_ != m_).any()):
         return kl
+    differ = n != m
     shape = kl.shape
     differ = differ.expand(shape)
     idx = differ.reshape(-1).nonzero().squeeze(-1)
@@ -156,9 +160,14 @@ def _kl_binomial_binomial(p: Binomial, q: Binomial) -> torch.Tensor:
     return kl.reshape(-1).index_put((idx,), values).reshape(shape)
 
 
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """The values of ``t`` without its broadcast (stride-0) dimensions, kept as size 1."""
+    return t[tuple(slice(0, 1) if st == 0 else slice(None) for st in t.stride())]
+
+
 def _take(d: Binomial, shape: torch.Size, idx: torch.Tensor) -> Binomial:
     """The Binomial of the flattened batch elements ``idx`` (same parametrisation as ``d``)."""
     count = d.total_count.expand(shape).reshape(-1)[idx]
-    if "logits" in d.__dict__:
+    if given_parameter(d) == "logits":
         return Binomial(count, logits=d.logits.expand(shape).reshape(-1)[idx], validate_args=False)
     return Binomial(count, probs=d.probs.expand(shape).reshape(-1)[idx], validate_args=False)
