@@ -99,7 +99,7 @@ def g_of_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     r = a / b
     g = (r - 1) - torch.log(r)
-    if g.dtype == torch.float64 and g.numel() and bool(g.min() < _G_SWITCH):
+    if g.dtype == torch.float64 and g.numel() and float(g.detach().min()) < _G_SWITCH:
         g = patch_where(g, g < _G_SWITCH, lambda a_s, b_s: _g_series((a_s - b_s) / b_s), a, b)
     return g
 
@@ -114,7 +114,7 @@ def e_minus(y: torch.Tensor) -> torch.Tensor:
         Tensor of the same shape, ≥ 0 (``inf`` where exp(y) overflows).
     """
     e = torch.expm1(y) - y
-    if e.dtype == torch.float64 and e.numel() and bool(e.min() < _E_SWITCH):
+    if e.dtype == torch.float64 and e.numel() and float(e.detach().min()) < _E_SWITCH:
         e = patch_where(e, e < _E_SWITCH, _e_series, y)
     return e
 
@@ -156,7 +156,7 @@ def _kl_gumbel_gumbel(p: Gumbel, q: Gumbel) -> torch.Tensor:
     phi = torch.add(lgam, r - 1, alpha=_EULER)
     y = lgam + torch.log(r) - delta
     kl = e_minus(y) + phi
-    if kl.dtype == torch.float64 and kl.numel() and bool(phi.min() < _PHI_SWITCH):
+    if kl.dtype == torch.float64 and kl.numel() and float(phi.detach().min()) < _PHI_SWITCH:
         kl = patch_where(
             kl, phi.expand_as(kl) < _PHI_SWITCH, _gumbel_series, p.scale, q.scale, delta
         )

@@ -86,7 +86,7 @@ def _series_from_scales(sp: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
 def _patch_small(big_g: torch.Tensor, scale_p: torch.Tensor, scale_q: torch.Tensor) -> torch.Tensor:
     """Replace G by its series where G < the switch value (float64 only)."""
     switch = _G_SWITCH.get(big_g.dtype)
-    if switch is None or big_g.numel() == 0 or not bool(big_g.min() < switch):
+    if switch is None or big_g.numel() == 0 or not float(big_g.detach().min()) < switch:
         return big_g
     return patch_where(big_g, big_g < switch, _series_from_scales, scale_p, scale_q)
 
