@@ -138,3 +138,18 @@ def test_bad_input():
         jsd(n, n, method="mc", num_samples=1)
     with pytest.raises(ValueError, match="scale"):
         jsd(Normal(t(0.0), t(-1.0), validate_args=False), n)
+
+
+def test_equal_mixture_density_and_samples():
+    from probgen.gan import EqualMixture
+
+    p, q = Normal(t(-1.0), t(0.5)), Normal(t(2.0), t(1.0))
+    m = EqualMixture(p, q)
+    x = t(-1.0, 0.0, 2.5)
+    expected = torch.log(0.5 * p.log_prob(x).exp() + 0.5 * q.log_prob(x).exp())
+    torch.testing.assert_close(m.log_prob(x), expected)
+    n = 20_000
+    s = m.sample((n,))
+    assert s.shape == (n,)
+    mean, var = 0.5, 0.5 * (0.25 + 1.0) + 0.25 * 9.0  # mixture mean and variance
+    assert abs(s.mean().item() - mean) < 5 * math.sqrt(var / n)
