@@ -7,6 +7,7 @@ Importing this package registers probgen's closed forms into torch's KL registry
 from probgen.kl import (  # noqa: F401
     beta,
     continuous_bernoulli,
+    cross_family,
     discrete,
     gamma,
     independent,
