@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import json
     import sys
+    import time
     from pathlib import Path
 
     from probgen.gan.report import evaluate, generate, write_history
@@ -103,13 +104,17 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--eval-samples must be ≥ 4, got {args.eval_samples}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     try:
         state = train(config, out, resume=args.resume, progress=args.progress)
     except ValueError as err:
         print(f"probgen train-gan: {err}", file=sys.stderr)
         return 2
+    trained = time.perf_counter()
     write_history(state.history, out)
     metrics = evaluate(state, num_samples=args.eval_samples, seed=args.seed)
+    metrics["train_seconds"] = round(trained - started, 2)
+    metrics["eval_seconds"] = round(time.perf_counter() - trained, 2)
     metrics["config"] = vars(config)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if not args.no_plots:
@@ -120,7 +125,10 @@ def _run(args: argparse.Namespace) -> int:
         plot_samples(state.toy, samples, out / "samples.png", title)
         plot_value(state.history, out / "value.png", title)
 
-    print(f"{args.data}, {args.loss} generator loss, {state.step} steps → {out}/")
+    print(
+        f"{args.data}, {args.loss} generator loss, {state.step} steps → {out}/ "
+        f"(training {metrics['train_seconds']:.1f} s, evaluation {metrics['eval_seconds']:.1f} s)"
+    )
     print(
         f"  V (last 10% of steps): {metrics['value_last']:.4f} ± {metrics['value_last_se']:.4f}"
         f"   (equilibrium −log 4 = {metrics['value_equilibrium']:.4f})"
