@@ -181,7 +181,8 @@ def _step(state: TrainState) -> dict[str, float]:
     n = cfg.batch_size
     for _ in range(cfg.d_steps):
         real = state.toy.sample(n)
-        fake = g(torch.randn(n, cfg.latent_dim)).detach()
+        with torch.no_grad():
+            fake = g(torch.randn(n, cfg.latent_dim))
         real_logits, fake_logits = _logits(d, real), _logits(d, fake)
         v = value_estimate(real_logits, fake_logits, validate=False)
         d_loss = discriminator_loss(
