@@ -46,7 +46,9 @@ def test_losses_finite_at_extreme_logits(dtype):
 
 def test_terms_match_mpmath_reference():
     mpmath = pytest.importorskip("mpmath")
-    logits = torch.tensor([-700.0, -30.0, -1.5, 0.0, 1e-8, 2.5, 40.0, 700.0], dtype=torch.float64)
+    logits = torch.tensor(
+        [-700.0, -30.0, -21.0, -1.5, 0.0, 1e-8, 2.5, 21.0, 40.0, 700.0], dtype=torch.float64
+    )
     pairs = zip(
         logits.tolist(), log_d(logits).tolist(), log_one_minus_d(logits).tolist(), strict=True
     )
