@@ -88,6 +88,8 @@ def low_rank_kl(
     loc_q: torch.Tensor,
     factor_q: torch.Tensor,
     diag_q: torch.Tensor,
+    capacitance_tril_p: torch.Tensor | None = None,
+    capacitance_tril_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Batchwise KL(N(μ_p, W_p W_pᵀ + D_p) ‖ N(μ_q, W_q W_qᵀ + D_q)) in O(d r² + r³).
 
@@ -107,6 +109,9 @@ def low_rank_kl(
     Args:
         loc_p, loc_q: ``(..., d)``; factor_p, factor_q: ``(..., d, r_p)``, ``(..., d, r_q)``
             (ranks may differ, including 0); diag_p, diag_q: ``(..., d)``, positive.
+        capacitance_tril_p, capacitance_tril_q: optional lower Cholesky factors of
+            I + WᵀD⁻¹W for p and q, ``(..., r_p, r_p)``, ``(..., r_q, r_q)`` (a
+            ``LowRankMultivariateNormal`` computes them at construction); computed if ``None``.
 
     Returns:
         Tensor of the broadcast batch shape, ≥ 0.
@@ -125,8 +130,8 @@ def low_rank_kl(
     eye = torch.eye(r, dtype=wp.dtype, device=wp.device)
     vp = wp * inv_dp.unsqueeze(-1)  # D_p⁻¹ W_p
     vq = wq / diag_q.unsqueeze(-1)  # D_q⁻¹ W_q
-    lcp = torch.linalg.cholesky(eye + wp.mT @ vp)
-    lcq = torch.linalg.cholesky(eye + wq.mT @ vq)
+    lcp = _capacitance(capacitance_tril_p, eye, wp, vp)
+    lcq = _capacitance(capacitance_tril_q, eye, wq, vq)
     dc = dw.mT @ vp + (wq * inv_dp.unsqueeze(-1)).mT @ dw + wq.mT @ (wq * d_inv.unsqueeze(-1))
     dc = 0.5 * (dc + dc.mT)  # C_p − C_q
     a = torch.linalg.solve_triangular(lcp, -dc, upper=False)
@@ -146,6 +151,21 @@ def low_rank_kl(
     return 0.5 * (cov + maha)
 
 
+def _capacitance(
+    given: torch.Tensor | None, eye: torch.Tensor, w: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """chol(I + Wᵀ D⁻¹ W) (v = D⁻¹W, rank padded to r): ``given`` padded with I, or computed."""
+    if given is None:
+        return torch.linalg.cholesky(eye + w.mT @ v)
+    rank = given.shape[-1]
+    if rank == eye.shape[-1]:
+        return given
+    padded = torch.nn.functional.pad(given, (0, eye.shape[-1] - rank, 0, eye.shape[-1] - rank))
+    ones = torch.ones_like(eye[0])
+    ones[:rank] = 0
+    return padded + torch.diag_embed(ones)  # the zero columns of W add an identity block
+
+
 def _low_rank_parts(d: LowRankMultivariateNormal) -> tuple[torch.Tensor, ...]:
     return d.loc, d._unbroadcasted_cov_factor, d._unbroadcasted_cov_diag
 
@@ -161,7 +181,13 @@ def _kl_lowrank_lowrank(p: LowRankMultivariateNormal, q: LowRankMultivariateNorm
 
     Shape: ``broadcast(p.batch_shape, q.batch_shape)``. Reference: ``docs/kl/multivariate.md``.
     """
-    return _expand(low_rank_kl(*_low_rank_parts(p), *_low_rank_parts(q)), p, q)
+    kl = low_rank_kl(
+        *_low_rank_parts(p),
+        *_low_rank_parts(q),
+        capacitance_tril_p=p._capacitance_tril,
+        capacitance_tril_q=q._capacitance_tril,
+    )
+    return _expand(kl, p, q)
 
 
 @register_kl(LowRankMultivariateNormal, MultivariateNormal)
