@@ -9,13 +9,15 @@ estimated by Pyro's ``Trace_ELBO`` (KL sampled: log q(z|x) − log p(z) at z ~ q
 
 - ``engine="svi"``: ``pyro.infer.SVI`` with ``pyro.optim.Adam``, as in Pyro's tutorials. It keeps
   one ``torch.optim.Adam`` per parameter and runs Pyro's validation checks on every step.
-- ``engine="fast"``: ``elbo.differentiable_loss(model, guide, x)`` (the same estimator, same
-  samples) with one fused ``torch.optim.Adam`` over ``vae.parameters()``, and Pyro's validation
-  checks off inside the step (the data's support is checked once, before training). Adam is
-  elementwise, so one optimizer over all parameters makes the same updates as one per parameter.
+- ``engine="fast"``: the same loss on the same samples, computed by
+  :func:`probgen.vae.fast_elbo.elbo_loss` from Pyro traces of the same model and guide (or by
+  ``elbo.differentiable_loss`` for guides it does not support), with one fused
+  ``torch.optim.Adam`` over ``vae.parameters()`` and Pyro's validation checks off inside the step
+  (the data's support is checked once, before training). Adam is elementwise, so one optimizer
+  over all parameters makes the same updates as one per parameter.
 
-Each step also returns the reconstruction term and the KL term of the batch, read off the traces
-Pyro already computed (no extra forward pass). Reference: D. P. Kingma, M. Welling,
+Each step also returns the reconstruction term and the KL term of the batch, from the traces
+already computed (no extra forward pass). Reference: D. P. Kingma, M. Welling,
 "Auto-Encoding Variational Bayes", ICLR 2014; Pyro's SVI tutorial, parts I–III.
 """
 
@@ -33,6 +35,8 @@ import torch
 from pyro.distributions import Unit
 from pyro.infer import ELBO, SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch import Tensor
+
+from probgen.vae.fast_elbo import UnsupportedGuide, elbo_loss
 
 #: Names of the ELBO estimators: ``trace`` (KL sampled), ``meanfield`` (KL analytic).
 ELBOS: dict[str, type[ELBO]] = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
@@ -143,6 +147,9 @@ class Stepper:
         self.vae = vae
         self.engine = engine
         self.elbo = make_elbo(elbo)
+        self._analytic = elbo == "meanfield"
+        self._lean = engine == "fast"  # until the guide turns out unsupported
+        self._checked = False
         if engine == "fast":
             self.optimizer: Any = torch.optim.Adam(vae.parameters(), lr=lr, fused=True)
         else:
@@ -165,10 +172,33 @@ class Stepper:
                 loss = float(self.svi.step(x, kl_weight))
             recon, kl = self._terms(loss)
             return StepTerms(loss, recon, kl)
-        with pyro.validation_enabled(False), _nan_reported_here():
-            loss_t = self.elbo.differentiable_loss(self.vae.model, self.vae.guide, x, kl_weight)
+        with pyro.validation_enabled(False):
+            if self._lean:
+                # The first step finds out whether the guide is supported; if not, it rewinds
+                # the RNG so that Pyro's loss below sees the same samples.
+                rng = None if self._checked else torch.get_rng_state()
+                try:
+                    loss_t, recon_t, kl_t = elbo_loss(
+                        self.vae.model, self.vae.guide, x, kl_weight, analytic=self._analytic
+                    )
+                    self._checked = True
+                except UnsupportedGuide:
+                    if rng is None:
+                        raise
+                    torch.set_rng_state(rng)
+                    self._lean = False
+            if not self._lean:
+                with _nan_reported_here():
+                    loss_t = self.elbo.differentiable_loss(
+                        self.vae.model, self.vae.guide, x, kl_weight
+                    )
         loss = float(loss_t.detach())
-        recon, kl = self._terms(loss)
+        if self._lean:
+            recon, kl = float(recon_t), float(kl_t)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(describe_nonfinite(loss, recon, math.isfinite(kl)))
+        else:
+            recon, kl = self._terms(loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss_t.backward()
         self.optimizer.step()
