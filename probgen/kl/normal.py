@@ -222,15 +222,20 @@ def fused_normal_kl(
             f"out must be a contiguous tensor of shape {tuple(shape)} and dtype {dtype}, "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
         )
-    n = out.numel()
-    if n <= _BLOCK or not all(
+    if out.numel() <= _BLOCK or not all(
         x.shape == shape and x.dtype == dtype and x.is_contiguous() for x in params
     ):
         full = [x.expand(shape) for x in params]
         _fused_into(*full, out=out, tmp=torch.empty_like(out))
         return out
+    return _blocked(params, out)
+
+
+def _blocked(params: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+    """KL into ``out`` block by block; all tensors contiguous, same shape and dtype."""
     views = [x.view(-1) for x in (*params, out)]
-    tmp = torch.empty(_BLOCK, dtype=dtype, device=out.device)
+    n = out.numel()
+    tmp = torch.empty(min(n, _BLOCK), dtype=out.dtype, device=out.device)
     for start in range(0, n, _BLOCK):
         block = [v[start : start + _BLOCK] for v in views]
         _fused_into(*block[:4], out=block[4], tmp=tmp[: block[4].numel()])
@@ -240,22 +245,26 @@ def fused_normal_kl(
 def _normal_kl_dispatch(
     loc_p: torch.Tensor, scale_p: torch.Tensor, loc_q: torch.Tensor, scale_q: torch.Tensor
 ) -> torch.Tensor:
-    """The blocked in-place path for large same-shape inputs without autograd, else eager."""
+    """In-place operations (blocked when large) without autograd and broadcasting, else eager."""
+    params = (loc_p, scale_p, loc_q, scale_q)
     if (
-        loc_p.numel() > _BLOCK
-        and not (
-            torch.is_grad_enabled()
-            and (
-                loc_p.requires_grad
-                or scale_p.requires_grad
-                or loc_q.requires_grad
-                or scale_q.requires_grad
-            )
+        torch.is_grad_enabled()
+        and (
+            loc_p.requires_grad
+            or scale_p.requires_grad
+            or loc_q.requires_grad
+            or scale_q.requires_grad
         )
-        and loc_p.shape == scale_p.shape == loc_q.shape == scale_q.shape
+    ) or not (
+        loc_p.shape == scale_p.shape == loc_q.shape == scale_q.shape
+        and loc_p.dtype == scale_p.dtype == loc_q.dtype == scale_q.dtype
     ):
-        return fused_normal_kl(loc_p, scale_p, loc_q, scale_q, validate=False)
-    return normal_kl(loc_p, scale_p, loc_q, scale_q)
+        return normal_kl(*params)
+    if loc_p.numel() > _BLOCK and all(x.is_contiguous() for x in params):
+        return _blocked(params, torch.empty_like(loc_p))
+    out = torch.empty_like(loc_p)
+    _fused_into(*params, out=out, tmp=torch.empty_like(out))
+    return out
 
 
 @register_kl(Normal, Normal)
