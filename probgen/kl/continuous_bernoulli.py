@@ -40,6 +40,7 @@ from fractions import Fraction
 import torch
 from torch.distributions import ContinuousBernoulli
 
+from probgen.kl.bernoulli import given_parameter
 from probgen.kl.registry import register_kl
 from probgen.kl.stable import x_minus_log1p
 
@@ -173,7 +174,7 @@ def continuous_bernoulli_kl(a: torch.Tensor, b: torch.Tensor, delta: torch.Tenso
 
 
 def _logit_and_probs(d: ContinuousBernoulli) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if "logits" in d.__dict__:
+    if given_parameter(d) == "logits":
         return d.logits, None
     return d.logits, d.probs
 

@@ -337,3 +337,20 @@ def test_dispatch_is_probgen():
     ]
     for p, q, module in cases:
         assert lookup(p, q).__module__ == module.__name__
+
+
+def test_reading_the_other_parametrisation_does_not_change_the_kl():
+    # torch caches a lazily computed parametrisation in __dict__ once it is read.
+    p = Bernoulli(probs=torch.tensor(0.5, dtype=torch.float64))
+    q = Bernoulli(probs=torch.tensor(1e-20, dtype=torch.float64))
+    before = probgen.kl_divergence(p, q).item()
+    _ = p.logits, q.logits
+    assert probgen.kl_divergence(p, q).item() == before
+    assert before == pytest.approx(22.333, abs=1e-3)
+
+
+def test_categorical_with_very_negative_logits_in_float32():
+    logits_p = torch.tensor([-127.0, -120.0, 0.0])
+    logits_q = torch.tensor([-126.0, -121.0, 0.0])
+    kl = probgen.kl_divergence(Categorical(logits=logits_p), Categorical(logits=logits_q))
+    assert torch.isfinite(kl) and kl >= 0
