@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -85,7 +86,7 @@ def measure(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> d
                 "torch": lambda: torch_kl._kl_normal_normal(p, q),
                 "registered": lambda: pg_normal._kl_normal_normal(p, q),
                 "fused": lambda: pg_normal.fused_normal_kl(lp, sp, lq, sq, out=out, validate=False),
-                "fused_validate": lambda: pg_normal.fused_normal_kl(lp, sp, lq, sq, out=out),
+                "fused_new": lambda: pg_normal.fused_normal_kl(lp, sp, lq, sq),
                 "copy": lambda: dst.copy_(src),
             },
             repeats,
@@ -105,6 +106,33 @@ def measure(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> d
     return row
 
 
+def _row(n: int, row: dict[str, float], item: int) -> str:
+    moved = 5 * n * item
+    copy_bw = 2 * n * item / row["copy"]
+    fused_bw = moved / row["fused"]
+    torch_bw = moved / row["torch"]
+    return (
+        f"| {n:.0e} | {_fmt_time(row['torch'])} | {_fmt_time(row['registered'])} "
+        f"| {_fmt_time(row['fused'])} | {_fmt_time(row['fused_new'])} "
+        f"| {row['torch'] / row['registered']:.2f}× | {row['torch'] / row['fused']:.2f}× "
+        f"| {fused_bw / 1e9:.1f} | {100 * fused_bw / copy_bw:.0f}% "
+        f"| {100 * torch_bw / copy_bw:.0f}% | {_fmt_time(row['torch_grad'])} "
+        f"| {_fmt_time(row['registered_grad'])} "
+        f"| {row['torch_grad'] / row['registered_grad']:.2f}× |"
+    )
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _fmt_time(seconds: float) -> str:
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
@@ -118,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[torch.get_num_threads()],
+        help="intra-op thread counts to measure, one table each (default: torch's)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -126,32 +161,27 @@ def main(argv: list[str] | None = None) -> int:
     item = torch.finfo(dtype).bits // 8
 
     header = (
-        "| elements | torch | registered | fused | fused + validate | ratio reg | ratio fused "
+        "| elements | torch | registered | fused | fused, new out | ratio reg | ratio fused "
         "| fused GB/s | % copy | torch % copy | torch (grad) | registered (grad) | ratio grad |"
     )
-    lines = [header, "|" + "|".join("---:" for _ in range(header.count("|") - 1)) + "|"]
-    for n in sizes:
-        repeats = (5 if args.quick else 15) if n >= 10**7 else (30 if args.quick else 200)
-        row = measure(n, dtype, device, repeats)
-        moved = 5 * n * item
-        copy_bw = 2 * n * item / row["copy"]
-        fused_bw = moved / row["fused"]
-        torch_bw = moved / row["torch"]
-        lines.append(
-            f"| {n:.0e} | {_fmt_time(row['torch'])} | {_fmt_time(row['registered'])} "
-            f"| {_fmt_time(row['fused'])} | {_fmt_time(row['fused_validate'])} "
-            f"| {row['torch'] / row['registered']:.2f}× | {row['torch'] / row['fused']:.2f}× "
-            f"| {fused_bw / 1e9:.1f} | {100 * fused_bw / copy_bw:.0f}% "
-            f"| {100 * torch_bw / copy_bw:.0f}% | {_fmt_time(row['torch_grad'])} "
-            f"| {_fmt_time(row['registered_grad'])} "
-            f"| {row['torch_grad'] / row['registered_grad']:.2f}× |"
-        )
-        print(lines[-1], flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    tables = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        lines = [f"### {threads} thread{'s' if threads > 1 else ''}", "", header]
+        lines.append("|" + "|".join("---:" for _ in range(header.count("|") - 1)) + "|")
+        print("\n".join(lines), flush=True)
+        for n in sizes:
+            repeats = (5 if args.quick else 15) if n >= 10**7 else (30 if args.quick else 200)
+            row = measure(n, dtype, device, repeats)
+            lines.append(_row(n, row, item))
+            print(lines[-1], flush=True)
+        tables += [*lines, ""]
 
     if device.type == "cuda":
         machine = torch.cuda.get_device_name(device)
     else:
-        machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        machine = f"{_cpu_name()}, {os.cpu_count()} logical cores"
     meta = [
         "# KL(Normal ‖ Normal) speed",
         "",
@@ -163,15 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         f"- device: {device.type}; machine: {machine}; {platform.system()} {platform.release()}",
         f"- torch {torch.__version__}, python {platform.python_version()}, "
         f"probgen {probgen.__version__ if hasattr(probgen, '__version__') else 'dev'}",
+        f"- load average when started: {load:.1f} (the machine may be shared; the candidates run",
+        "  interleaved so that load slows them alike, and each thread count gets its own table)",
         "",
         "Ratios are torch's time over probgen's (above 1: probgen is faster). *fused* is",
         "`probgen.kl.normal.fused_normal_kl` with a preallocated `out`; *registered* is what",
         "`torch.distributions.kl_divergence` runs after `import probgen`. *% copy* compares",
         "the achieved bandwidth (4 reads + 1 write) with a `copy_` of the same dtype.",
-        "*(grad)*: forward and backward with gradients for all four parameters.",
+        "*(grad)*: forward and backward with gradients for all four parameters. *fused* writes",
+        "into a preallocated `out`; *fused, new out* allocates it (and validates the parameters).",
         "",
     ]
-    text = "\n".join([*meta, *lines, ""])
+    text = "\n".join([*meta, *tables])
     if not args.no_write:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(text)

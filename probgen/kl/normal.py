@@ -213,8 +213,15 @@ def fused_normal_kl(
         raise RuntimeError("fused_normal_kl does not track gradients; use normal_kl")
     if validate:
         _check_params(loc_p=loc_p, scale_p=scale_p, loc_q=loc_q, scale_q=scale_q)
-    shape = torch.broadcast_shapes(*(x.shape for x in params))
-    dtype = torch.promote_types(loc_p.dtype, scale_p.dtype)
+    same = (
+        loc_p.shape == scale_p.shape == loc_q.shape == scale_q.shape
+        and loc_p.dtype == scale_p.dtype == loc_q.dtype == scale_q.dtype
+    )
+    if same:
+        shape, dtype = loc_p.shape, loc_p.dtype
+    else:
+        shape = torch.broadcast_shapes(*(x.shape for x in params))
+        dtype = torch.promote_types(loc_p.dtype, scale_p.dtype)
     if out is None:
         out = torch.empty(shape, dtype=dtype, device=loc_p.device)
     elif out.shape != shape or out.dtype != dtype or not out.is_contiguous():
@@ -222,13 +229,12 @@ def fused_normal_kl(
             f"out must be a contiguous tensor of shape {tuple(shape)} and dtype {dtype}, "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
         )
-    if out.numel() <= _BLOCK or not all(
-        x.shape == shape and x.dtype == dtype and x.is_contiguous() for x in params
-    ):
-        full = [x.expand(shape) for x in params]
-        _fused_into(*full, out=out, tmp=torch.empty_like(out))
-        return out
-    return _blocked(params, out)
+    if not same:
+        params = tuple(x.expand(shape) for x in params)
+    elif out.numel() > _BLOCK and all(x.is_contiguous() for x in params):
+        return _blocked(params, out)
+    _fused_into(*params, out=out, tmp=torch.empty_like(out))
+    return out
 
 
 def _blocked(params: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
