@@ -77,7 +77,9 @@ def plot_value(history: list[dict[str, float]], path: Path, title: str = "") -> 
     ax.set_xlabel("step")
     ax.set_ylabel("V(D, G)")
     ax.set_title(title or "GAN value over training")
-    ax.legend(loc="lower right", fontsize=7)
+    bottom = min(float((value - 2 * se).min()), -LOG_4) - 0.1
+    ax.set_ylim(bottom, 0.45)  # room above 0 for the legend
+    ax.legend(loc="upper center", ncol=3, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
