@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.distributions import HalfNormal, LogNormal, Normal
 
 from probgen.kl.registry import register_kl
@@ -248,25 +249,82 @@ def _blocked(params: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tenso
     return out
 
 
+def _grad_block(
+    grad: torch.Tensor,
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor | None],
+    tmp: list[torch.Tensor],
+) -> None:
+    """Gradients of the KL on one block, into ``grads`` (``None``: not needed)."""
+    lp, sp, lq, sq = params
+    g_lp, g_sp, g_lq, g_sq = grads
+    a = torch.div(grad, sq, out=tmp[0])
+    t = torch.sub(lp, lq, out=tmp[1]).div_(sq)
+    r = torch.div(sp, sq, out=tmp[2])
+    if g_lp is not None or g_lq is not None:
+        g_loc = torch.mul(a, t, out=g_lp if g_lp is not None else tmp[3])  # ∂/∂μ_p = γ t/σ_q
+        if g_lq is not None:
+            torch.neg(g_loc, out=g_lq)
+    if g_sp is not None:  # ∂/∂σ_p = γ (r² − 1)/σ_p
+        torch.mul(r, r, out=g_sp).sub_(1).mul_(grad).div_(sp)
+    if g_sq is not None:  # ∂/∂σ_q = γ (1 − r² − t²)/σ_q
+        torch.mul(r, r, out=g_sq).addcmul_(t, t).neg_().add_(1).mul_(a)
+
+
+class _NormalKL(torch.autograd.Function):
+    """KL(N_p ‖ N_q) with a blocked in-place forward and a blocked analytic backward.
+
+    For contiguous same-shape arguments: the forward allocates only the result, the backward
+    only the gradients it returns. Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, loc_p, scale_p, loc_q, scale_q):  # type: ignore[override]
+        ctx.save_for_backward(loc_p, scale_p, loc_q, scale_q)
+        return _blocked((loc_p, scale_p, loc_q, scale_q), torch.empty_like(loc_p))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        params = ctx.saved_tensors
+        grads = [
+            torch.empty_like(x) if need else None
+            for x, need in zip(params, ctx.needs_input_grad, strict=True)
+        ]
+        grad = grad.contiguous()
+        n = grad.numel()
+        size = min(n, _BLOCK)
+        tmp = [torch.empty(size, dtype=grad.dtype, device=grad.device) for _ in range(4)]
+        flat = [x.view(-1) for x in params]
+        flat_grads = [g.view(-1) if g is not None else None for g in grads]
+        flat_grad = grad.view(-1)
+        for start in range(0, n, _BLOCK):
+            stop = min(start + _BLOCK, n)
+            _grad_block(
+                flat_grad[start:stop],
+                [x[start:stop] for x in flat],
+                [g[start:stop] if g is not None else None for g in flat_grads],
+                [x[: stop - start] for x in tmp],
+            )
+        return tuple(grads)
+
+
 def _normal_kl_dispatch(
     loc_p: torch.Tensor, scale_p: torch.Tensor, loc_q: torch.Tensor, scale_q: torch.Tensor
 ) -> torch.Tensor:
-    """In-place operations (blocked when large) without autograd and broadcasting, else eager."""
+    """The blocked paths for same-shape arguments (with or without autograd), else eager."""
     params = (loc_p, scale_p, loc_q, scale_q)
-    if (
-        torch.is_grad_enabled()
-        and (
-            loc_p.requires_grad
-            or scale_p.requires_grad
-            or loc_q.requires_grad
-            or scale_q.requires_grad
-        )
-    ) or not (
+    if not (
         loc_p.shape == scale_p.shape == loc_q.shape == scale_q.shape
         and loc_p.dtype == scale_p.dtype == loc_q.dtype == scale_q.dtype
     ):
         return normal_kl(*params)
-    if loc_p.numel() > _BLOCK and all(x.is_contiguous() for x in params):
+    large = loc_p.numel() > _BLOCK and all(x.is_contiguous() for x in params)
+    if torch.is_grad_enabled() and (
+        loc_p.requires_grad or scale_p.requires_grad or loc_q.requires_grad or scale_q.requires_grad
+    ):
+        return _NormalKL.apply(*params) if large else normal_kl(*params)
+    if large:
         return _blocked(params, torch.empty_like(loc_p))
     out = torch.empty_like(loc_p)
     _fused_into(*params, out=out, tmp=torch.empty_like(out))

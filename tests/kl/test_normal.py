@@ -156,6 +156,34 @@ def test_blocked_fused_path_equals_eager(dtype):
     torch.testing.assert_close(kl_divergence(Normal(lp, sp), Normal(lq, sq)), result)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocked_autograd_path_matches_eager_gradients(dtype):
+    n = 2 * 65536 + 5
+    gen = torch.Generator().manual_seed(4)
+    base = [
+        torch.randn(n, generator=gen, dtype=dtype),
+        torch.rand(n, generator=gen, dtype=dtype) + 0.5,
+        torch.randn(n, generator=gen, dtype=dtype),
+        torch.rand(n, generator=gen, dtype=dtype) + 0.5,
+    ]
+    base[3][:10] = base[1][:10]  # equal scales: the float64 series in the forward
+    weight = torch.randn(n, generator=gen, dtype=dtype)
+    blocked = [x.clone().requires_grad_() for x in base]
+    eager = [x.clone().requires_grad_() for x in base]
+    value = kl_divergence(Normal(blocked[0], blocked[1]), Normal(blocked[2], blocked[3]))
+    assert type(value.grad_fn).__name__ == "_NormalKLBackward"
+    (value * weight).sum().backward()
+    expected = kl_normal.normal_kl(*eager)
+    (expected * weight).sum().backward()
+    torch.testing.assert_close(value, expected, rtol=0, atol=0)
+    for x, y in zip(blocked, eager, strict=True):
+        torch.testing.assert_close(x.grad, y.grad)
+    # Only the parameters that require gradients get them.
+    only_scale = [x.clone().requires_grad_(i == 1) for i, x in enumerate(base)]
+    kl_divergence(Normal(*only_scale[:2]), Normal(*only_scale[2:])).sum().backward()
+    assert only_scale[1].grad is not None and only_scale[0].grad is None
+
+
 def test_fused_rejects_bad_input():
     ones = torch.ones(3)
     with pytest.raises(ValueError, match=r"scale_q must be > 0.*-1\.0.*\(1,\)"):
