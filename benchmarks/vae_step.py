@@ -118,11 +118,12 @@ def main() -> int:
     data = load_digits_split("counts")
     all_x = torch.cat([data.train_x, data.test_x]).to(device)
     sizes = (32, 1797) if args.quick else (32, 128, 512, 1797)
-    rounds, steps = (7, 20) if args.quick else (15, 50)
+    rounds = 7 if args.quick else 11
     load_before = os.getloadavg()[0]
     rows = []
     for batch in sizes:
         x = all_x[:batch]
+        steps = max(3, 1280 // batch)  # about the same work per timing at every batch size
         fns = candidates(x, device)
         # Each timed call runs `steps` optimizer steps, so one timing is ≥ a few ms.
         timed = {name: (lambda f=f: [f() for _ in range(steps)]) for name, f in fns.items()}
@@ -143,8 +144,8 @@ def main() -> int:
     load_after = os.getloadavg()[0]
     notes = (
         "One optimizer step (forward, backward, Adam) of the `probgen train-vae` default VAE "
-        "(MLP 400/200, latent 16, Binomial(16, p)), median over interleaved rounds of "
-        f"{steps} steps each ({rounds} rounds); ratio = time / `{REFERENCE}` measured in the "
+        "(MLP 400/200, latent 16, Binomial(16, p)), median over interleaved rounds "
+        f"({rounds} rounds of max(3, 1280 / batch) steps each); ratio = time / `{REFERENCE}` measured in the "
         "same run. Range = fastest–slowest round. The machine is shared: its 1-minute load "
         f"average was {load_before:.1f} before and {load_after:.1f} after the run "
         f"({os.cpu_count()} cores), so absolute times are noisy; the ratios are the result."
