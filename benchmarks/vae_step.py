@@ -126,7 +126,7 @@ def main() -> int:
         steps = max(3, 1280 // batch)  # about the same work per timing at every batch size
         fns = candidates(x, device)
         # Each timed call runs `steps` optimizer steps, so one timing is ≥ a few ms.
-        timed = {name: (lambda f=f: [f() for _ in range(steps)]) for name, f in fns.items()}
+        timed = {name: (lambda f=f, n=steps: [f() for _ in range(n)]) for name, f in fns.items()}
         result = measure_side_by_side(timed, device=device, warmup=2, rounds=rounds)
         ref = result[REFERENCE].median
         for name, t in result.items():
@@ -145,9 +145,9 @@ def main() -> int:
     notes = (
         "One optimizer step (forward, backward, Adam) of the `probgen train-vae` default VAE "
         "(MLP 400/200, latent 16, Binomial(16, p)), median over interleaved rounds "
-        f"({rounds} rounds of max(3, 1280 / batch) steps each); ratio = time / `{REFERENCE}` measured in the "
-        "same run. Range = fastest–slowest round. The machine is shared: its 1-minute load "
-        f"average was {load_before:.1f} before and {load_after:.1f} after the run "
+        f"({rounds} rounds of max(3, 1280 / batch) steps each); ratio = time / `{REFERENCE}` "
+        "measured in the same run. Range = fastest–slowest round. The machine is shared: its "
+        f"1-minute load average was {load_before:.1f} before and {load_after:.1f} after the run "
         f"({os.cpu_count()} cores), so absolute times are noisy; the ratios are the result."
         + (" Quick mode." if args.quick else "")
     )
