@@ -142,7 +142,8 @@ def test_broadcast_shapes():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blocked_fused_path_equals_eager(dtype):
+def test_blocked_fused_path_equals_eager(dtype, monkeypatch):
+    monkeypatch.setattr(kl_normal, "_BLOCK", 65536)
     n = 3 * 65536 + 17  # several blocks and a ragged tail
     gen = torch.Generator().manual_seed(2)
     lp, lq = torch.randn(2, n, generator=gen, dtype=dtype)
@@ -157,7 +158,8 @@ def test_blocked_fused_path_equals_eager(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blocked_autograd_path_matches_eager_gradients(dtype):
+def test_blocked_autograd_path_matches_eager_gradients(dtype, monkeypatch):
+    monkeypatch.setattr(kl_normal, "_BLOCK", 65536)
     n = 2 * 65536 + 5
     gen = torch.Generator().manual_seed(4)
     base = [
