@@ -42,7 +42,7 @@ from torch.distributions import HalfNormal, LogNormal, Normal
 
 from probgen.kl.registry import register_kl
 
-__all__ = ["fused_normal_kl", "normal_kl", "normal_scale_kl"]
+__all__ = ["fused_normal_kl", "normal_kl", "normal_scale_kl", "patch_where"]
 
 # float64 only: G = g(d) + d²/2 is evaluated by a series on the elements where the direct formula
 # gives G < 1e-9 (|d| ≲ 3e-5); there the direct formula, whose absolute error is ~3e-16·|d|,
