@@ -18,6 +18,7 @@ from probgen.kl import (  # noqa: F401
 )
 from probgen.kl.divergence import METHODS, KLMethodWarning, kl_divergence
 from probgen.kl.monte_carlo import ESTIMATORS, mc_kl
+from probgen.kl.normal import fused_normal_kl, normal_kl
 from probgen.kl.registry import (
     lookup,
     probgen_pairs,
@@ -32,9 +33,11 @@ __all__ = [
     "METHODS",
     "KLMethodWarning",
     "KLResult",
+    "fused_normal_kl",
     "kl_divergence",
     "lookup",
     "mc_kl",
+    "normal_kl",
     "probgen_pairs",
     "register_kl",
     "registered_pairs",
