@@ -36,11 +36,16 @@ __all__ = ["in_float64"]
 
 
 def _to_float64(d: Distribution) -> Distribution:
-    params = {}
+    params, alternatives = {}, []
     for name in d.arg_constraints:
-        if isinstance(getattr(type(d), name, None), lazy_property) and name not in d.__dict__:
-            continue  # the alternative parametrisation that was not given
-        params[name] = getattr(d, name).to(torch.float64)
+        if isinstance(getattr(type(d), name, None), lazy_property):
+            alternatives.append(name)
+        else:
+            params[name] = getattr(d, name).to(torch.float64)
+    # Of the alternative parametrisations (probs/logits), the one given at construction is the
+    # first in __dict__; the others are cached there only once read.
+    given = [name for name in d.__dict__ if name in alternatives][:1]
+    params.update({name: getattr(d, name).to(torch.float64) for name in given})
     return type(d)(**params, validate_args=False)
 
 
