@@ -80,10 +80,13 @@ def train(vae, data, steps, batch, device):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(DOCS / "elbo_gradients.md"))
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     replicates, train_steps, particles = (20, 150, 8) if args.quick else (60, 600, 8)
 
     torch.manual_seed(0)

@@ -128,10 +128,13 @@ def mvn_crossover(device, dtype, dims, rounds):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(DOCS / "kl_analytic_vs_mc.md"))
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     counts = [1, 16, 256] if args.quick else [1, 4, 16, 64, 256, 1024]
     seeds, rounds = (8, 5) if args.quick else (16, 10)
     dims = [2, 8, 32, 64, 128] if args.quick else [2, 4, 8, 16, 32, 64, 128, 256]

@@ -70,11 +70,14 @@ def run(device: torch.device, size: int, rounds: int) -> list[list[object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--out", default=str(DOCS / "kl_closed_forms.md"))
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = run(device, args.size, rounds=5 if args.quick else 15)
     write_markdown(
         args.out,

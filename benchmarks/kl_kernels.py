@@ -82,10 +82,13 @@ def make_pair(family: str, n: int, device: torch.device):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(DOCS / "kl_kernels.md"))
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     top = 8 if device.type == "cuda" else 7
     sizes = [10**k for k in range(3, top + 1)]
     if args.quick:
