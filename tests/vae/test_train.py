@@ -216,3 +216,10 @@ def test_evaluation_ignores_free_bits_and_keeps_the_training_rng():
     vae.free_bits = None
     assert evaluate(vae, x, seed=3) == with_floor
     assert evaluate(vae, x, seed=4) != with_floor
+
+
+def test_resume_restores_pyro_optim_state_on_the_svi_engine(tmp_path):
+    config = dataclasses.replace(TINY, engine="svi", elbo="trace")
+    full = _run(tmp_path / "full", config)
+    _run(tmp_path / "split", dataclasses.replace(config, epochs=1))
+    _assert_same_run(_run(tmp_path / "split", config, resume=True), full)
