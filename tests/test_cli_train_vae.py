@@ -70,3 +70,12 @@ def test_bad_input_is_reported(tmp_path, capsys, option, message):
 def test_command_defaults_are_the_config_defaults():
     config = TrainConfig()
     assert {k: getattr(config, k) for k in train_vae._DEFAULTS} == train_vae._DEFAULTS
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "categorical", "continuous_bernoulli"])
+def test_other_likelihoods_train_on_their_encoding(tmp_path, likelihood):
+    out = tmp_path / likelihood
+    assert main(["train-vae", *TINY, "--likelihood", likelihood, "--out", str(out)]) == 0
+    payload = json.loads((out / "metrics.json").read_text())
+    assert all(math.isfinite(v) for v in payload["final"].values())
+    assert (out / "reconstructions.png").is_file() and (out / "samples.png").is_file()

@@ -43,6 +43,7 @@ from probgen.vae.data import (
     load_digits_split,
     minibatches,
 )
+from probgen.vae.evaluate import evaluate, iwae
 from probgen.vae.step import ELBOS, ENGINES, NonFiniteLossError, Stepper
 
 TERMS = ("elbo", "recon", "kl")
@@ -162,41 +163,6 @@ def build_vae(config: TrainConfig, data_dim: int) -> Any:
         likelihood=config.likelihood,
         free_bits=config.free_bits,
     )
-
-
-@torch.no_grad()
-def evaluate(vae: Any, x: Tensor, seed: int) -> dict[str, float]:
-    """Per-example ELBO, recon (−E_q log p(x|z)) and KL at β = 1, no free bits (nats).
-
-    Runs under ``torch.random.fork_rng`` seeded with ``seed``: deterministic, and the training
-    RNG stream is left untouched.
-    """
-    from probgen.elbo import elbo_terms
-
-    free_bits, vae.free_bits = vae.free_bits, None
-    try:
-        with torch.random.fork_rng(devices=_rng_devices(x)):
-            torch.manual_seed(seed)
-            terms = elbo_terms(vae.model, vae.guide, x, 1.0, method="analytic")
-    finally:
-        vae.free_bits = free_bits
-    n = x.shape[0]
-    recon, kl = -float(terms.recon_total) / n, float(terms.kl_total) / n
-    return {"elbo": -(recon + kl), "recon": recon, "kl": kl}
-
-
-@torch.no_grad()
-def iwae(vae: Any, x: Tensor, num_samples: int, seed: int) -> float:
-    """Mean over rows of ``x`` of the IWAE bound with ``num_samples`` samples (nats)."""
-    from probgen.elbo import iwae_bound
-
-    with torch.random.fork_rng(devices=_rng_devices(x)):
-        torch.manual_seed(seed)
-        return float(iwae_bound(vae.model, vae.guide, x, num_samples=num_samples).mean())
-
-
-def _rng_devices(x: Tensor) -> list[int]:
-    return [x.device.index or 0] if x.device.type == "cuda" else []
 
 
 class _SigintGuard:
