@@ -61,14 +61,24 @@ def _seeded(
         yield
 
 
+def _nested(d: Distribution) -> Iterator[Distribution]:
+    """``d`` and the base distributions it wraps (Independent, TransformedDistribution, …)."""
+    while d is not None:
+        yield d
+        d = getattr(d, "base_dist", None)
+
+
 def _log_prob_or_neginf(q: Distribution, x: torch.Tensor) -> torch.Tensor:
-    """log q(x), with −inf (instead of an error) where x is outside q's support."""
-    validate = q._validate_args
-    q._validate_args = False
+    """log q(x), with −inf (instead of an error or NaN) where x is outside q's support."""
+    chain = list(_nested(q))
+    validate = [d._validate_args for d in chain]
+    for d in chain:
+        d._validate_args = False
     try:
         log_q = q.log_prob(x)
     finally:
-        q._validate_args = validate
+        for d, v in zip(chain, validate, strict=True):
+            d._validate_args = v
     return torch.where(q.support.check(x), log_q, torch.full_like(log_q, -math.inf))
 
 

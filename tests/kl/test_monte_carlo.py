@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Exponential, Normal, Poisson, Uniform
+from torch.distributions import Exponential, LogNormal, Normal, Poisson, Uniform
 
 import probgen
 from probgen import mc_kl
@@ -101,6 +101,8 @@ def test_support_mismatch_gives_infinity():
         assert mc_kl(p, q, 100, estimator=estimator, seed=0).value.item() == math.inf
     # Exponential's support is [0, ∞): samples of a Normal below 0 make the KL infinite.
     assert mc_kl(Normal(0.0, 1.0), Exponential(1.0), 100, seed=0).value.item() == math.inf
+    # A LogNormal's base Normal would see log(x) = NaN for x < 0: still +inf, no error.
+    assert mc_kl(Normal(0.0, 1.0), LogNormal(0.0, 1.0), 100, seed=0).value.item() == math.inf
 
 
 @pytest.mark.parametrize("bad", [1, 0, 2.5, True])
