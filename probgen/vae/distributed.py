@@ -206,22 +206,33 @@ def shutdown(d: Distributed) -> None:
 class ELBOLossModule(nn.Module):
     """The training loss as a module, for DDP to wrap: ``forward(x, kl_weight)`` is the loss.
 
-    ``loss_fn(x, kl_weight) -> (loss, recon, kl)`` computes the negative ELBO of the rows ``x``
+    ``loss_fn(x, kl_weight) -> (loss, *terms)`` computes the negative ELBO of the rows ``x``
     with the parameters of ``vae`` (a registered submodule, so DDP sees and averages its
-    gradients); ``scale`` multiplies the loss (the world size W, see the module docstring).
+    gradients) and ``num_terms`` more values (detached terms); ``scale`` multiplies the loss
+    (the world size W, see the module docstring). An empty ``x`` gives zeros.
     """
 
     def __init__(
-        self, vae: nn.Module, loss_fn: Callable[..., tuple[Tensor, Any, Any]], scale: float = 1.0
+        self,
+        vae: nn.Module,
+        loss_fn: Callable[..., tuple[Any, ...]],
+        scale: float = 1.0,
+        num_terms: int = 2,
     ):
         super().__init__()
         self.vae = vae
         self._loss_fn = loss_fn
+        self.num_terms = int(num_terms)
         self.scale = float(scale)
 
-    def forward(self, x: Tensor, kl_weight: float) -> tuple[Tensor, Any, Any]:
-        loss, recon, kl = self._loss_fn(x, kl_weight)
-        return loss * self.scale, recon, kl
+    def forward(self, x: Tensor, kl_weight: float) -> tuple[Tensor, ...]:
+        if x.shape[0] == 0:
+            # An empty shard (a last global batch smaller than W): no loss, zero gradients,
+            # but every parameter takes part so that DDP's gradient reduction completes.
+            zero = sum(p.sum() for p in self.vae.parameters()) * 0.0
+            return (zero, *(zero.detach() for _ in range(self.num_terms)))
+        loss, *rest = self._loss_fn(x, kl_weight)
+        return (loss * self.scale, *rest)
 
 
 def wrap_ddp(module: nn.Module, d: Distributed) -> nn.Module:
