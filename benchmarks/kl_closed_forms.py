@@ -59,7 +59,11 @@ def run(device: torch.device, size: int, rounds: int) -> list[list[object]]:
             t = measure_side_by_side(candidates, device=device, rounds=n_rounds)
             ref = t.get("reference")
             ratio = f"{t['probgen'].median / ref.median:.2f}" if ref else "—"
-            verdict = "" if original is None else ("ok" if float(ratio) <= 2 else "**over 2×**")
+            verdict = (
+                ""
+                if original is None or not ref
+                else ("ok" if float(ratio) <= 2 else "**over 2×**")
+            )
             rows.append(
                 [
                     f"{tp.__name__} ‖ {tq.__name__}",
