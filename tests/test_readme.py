@@ -28,3 +28,16 @@ def test_main_command_sets_up_and_runs_a_probgen_command():
     probgen_args = shlex.split(command.split(".venv/bin/probgen", 1)[1])
     args = build_parser().parse_args(probgen_args)
     assert args.command == "train-vae"
+
+
+def test_python_examples_run():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    # The Gamma example of the README: ≥ 0 in float32 too.
+    first = {}
+    exec(compile(blocks[0], "README.md", "exec"), first)  # noqa: S102
+    assert float(first["probgen"].kl_divergence(first["p"], first["q"])) >= 0
