@@ -82,6 +82,21 @@ def _log_prob_or_neginf(q: Distribution, x: torch.Tensor) -> torch.Tensor:
     return torch.where(q.support.check(x), log_q, torch.full_like(log_q, -math.inf))
 
 
+def _raise_nan(
+    p: Distribution, q: Distribution, x: torch.Tensor, log_p: torch.Tensor, log_r: torch.Tensor
+) -> None:
+    bad = torch.isnan(log_r)
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    sample = x[first].detach()
+    shown = sample.item() if sample.numel() == 1 else sample.tolist()
+    raise FloatingPointError(
+        f"log densities are NaN at {int(bad.sum())} of {bad.numel()} sampled points "
+        f"(first at index {first}: x = {shown!r}, log p(x) = {log_p[first].item()!r}) for "
+        f"p={type(p).__name__}, q={type(q).__name__}; a sample rounded onto the boundary of "
+        f"the support (x.dtype is {x.dtype}) is the usual cause: use float64"
+    )
+
+
 def mc_kl(
     p: Distribution,
     q: Distribution,
@@ -109,6 +124,8 @@ def mc_kl(
 
     Raises:
         ValueError: on ``num_samples < 2`` or an unknown estimator.
+        FloatingPointError: if a log-density is NaN at a sample (e.g. a float32 sample rounded
+            onto the boundary of the support), instead of returning NaN.
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples must be an integer ≥ 2, got {num_samples!r}")
@@ -131,6 +148,8 @@ def mc_kl(
 
     log_p = p.log_prob(x)
     log_r = _log_prob_or_neginf(q, x) - log_p
+    if bool(torch.isnan(log_r).any()):
+        _raise_nan(p, q, x, log_p, log_r)
     terms = -log_r if estimator == "naive" else expm1_minus_x(log_r)
     if gradient == "score_function" and log_p.requires_grad:
         # Surrogate: same value, gradient E[∇f + f ∇log p] (the score-function estimator).

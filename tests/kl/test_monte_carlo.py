@@ -4,7 +4,15 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Exponential, LogNormal, Normal, Poisson, Uniform
+from torch.distributions import (
+    Beta,
+    Exponential,
+    Kumaraswamy,
+    LogNormal,
+    Normal,
+    Poisson,
+    Uniform,
+)
 
 import probgen
 from probgen import mc_kl
@@ -116,3 +124,14 @@ def test_unknown_estimator_is_named():
     p, q = _normals()
     with pytest.raises(ValueError, match=r"estimator must be one of.*'k2'"):
         mc_kl(p, q, estimator="k2")
+
+
+def test_nan_log_density_at_a_sample_raises():
+    # Kumaraswamy's float32 rsample can round onto x = 1, where its log-density is NaN.
+    torch.manual_seed(0)
+    a, b = torch.empty(256).uniform_(0.5, 3), torch.empty(256).uniform_(0.5, 3)
+    p, q = Kumaraswamy(a, b), Beta(b, a)
+    with pytest.raises(FloatingPointError, match=r"NaN at \d+ of 256000 sampled points.*float64"):
+        mc_kl(p, q, 1000, seed=0)
+    p64, q64 = Kumaraswamy(a.double(), b.double()), Beta(b.double(), a.double())
+    assert torch.isfinite(mc_kl(p64, q64, 1000, seed=0).value).all()
