@@ -24,10 +24,17 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import (
+    Beta,
+    Categorical,
+    Dirichlet,
+    Distribution,
+    OneHotCategorical,
+)
 
 from probgen.kl.result import KLResult
 from probgen.kl.stable import expm1_minus_x
+from probgen.kl.validation import check_pair
 
 __all__ = ["ESTIMATORS", "mc_kl"]
 
@@ -97,6 +104,39 @@ def _raise_nan(
     )
 
 
+def _in_event_space_of(q: Distribution, p: Distribution, x: torch.Tensor) -> torch.Tensor:
+    """Samples ``x`` of ``p`` written in ``q``'s event space, for the pairs whose laws are the
+    same in two encodings: Categorical index ↔ OneHotCategorical vector, Beta's x ↔ a
+    2-component Dirichlet's (x, 1 − x)."""
+    if p.event_shape == q.event_shape:
+        return x
+    if isinstance(p, Categorical) and isinstance(q, OneHotCategorical):
+        k = q.event_shape[-1]
+        return torch.nn.functional.one_hot(x, k).to(q.probs.dtype)
+    if isinstance(p, OneHotCategorical) and isinstance(q, Categorical):
+        return x.argmax(-1)
+    if isinstance(p, Beta) and isinstance(q, Dirichlet):
+        return torch.stack([x, 1 - x], -1)
+    if isinstance(p, Dirichlet) and isinstance(q, Beta):
+        return x[..., 0]
+    raise ValueError(
+        f"event shapes differ: p {type(p).__name__} has event_shape {tuple(p.event_shape)}, "
+        f"q {type(q).__name__} has event_shape {tuple(q.event_shape)}"
+    )
+
+
+def check_mc_args(
+    num_samples: int, estimator: str, seed: int | None, generator: torch.Generator | None
+) -> None:
+    """Raise ``ValueError`` on arguments :func:`mc_kl` cannot use."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(f"num_samples must be an integer ≥ 2, got {num_samples!r}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if seed is not None and generator is not None:
+        raise ValueError(f"give seed or generator, not both (got seed={seed!r} and a generator)")
+
+
 def mc_kl(
     p: Distribution,
     q: Distribution,
@@ -105,6 +145,7 @@ def mc_kl(
     estimator: Estimator = "naive",
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    validate: bool = True,
 ) -> KLResult:
     r"""Monte Carlo estimate of KL(p ‖ q) = E_{x∼p}[log p(x) − log q(x)], with its standard error.
 
@@ -116,23 +157,27 @@ def mc_kl(
             is close to p, infinite variance when p is much narrower than q).
         seed: if given, the samples are drawn from a private RNG seeded with it; the global RNG
             is left untouched.
-        generator: alternatively, a ``torch.Generator`` to derive the seed from (it advances).
+        generator: alternatively (not together with ``seed``), a ``torch.Generator`` to derive
+            the seed from (it advances).
+        validate: check parameters and shapes first, as :func:`probgen.kl_divergence` does.
 
     Returns:
         :class:`KLResult` with ``value`` and ``stderr`` of shape
-        ``broadcast(p.batch_shape, q.batch_shape)``, ``method="mc"``.
+        ``broadcast(p.batch_shape, q.batch_shape)``, ``method="mc"``. Where a sample falls
+        outside q's support the KL is +inf for certain: ``value`` is inf and ``stderr`` 0.
 
     Raises:
-        ValueError: on ``num_samples < 2`` or an unknown estimator.
+        ValueError: on ``num_samples < 2``, an unknown estimator, both ``seed`` and
+            ``generator``, and (with ``validate``) an invalid parameter, different event
+            shapes or batch shapes that do not broadcast.
         FloatingPointError: if a log-density is NaN at a sample (e.g. a float32 sample rounded
             onto the boundary of the support), instead of returning NaN.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an integer ≥ 2, got {num_samples!r}")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-
-    shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
+    check_mc_args(num_samples, estimator, seed, generator)
+    if validate:
+        shape = check_pair(p, q)
+    else:
+        shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
     if p.batch_shape != shape:
         # Independent samples for every element of the broadcast batch, so that x lines up
         # with q's batch dimensions.
@@ -147,7 +192,7 @@ def mc_kl(
             gradient = "score_function"
 
     log_p = p.log_prob(x)
-    log_r = _log_prob_or_neginf(q, x) - log_p
+    log_r = _log_prob_or_neginf(q, _in_event_space_of(q, p, x)) - log_p
     if bool(torch.isnan(log_r).any()):
         _raise_nan(p, q, x, log_p, log_r)
     terms = -log_r if estimator == "naive" else expm1_minus_x(log_r)
@@ -157,6 +202,8 @@ def mc_kl(
 
     value = terms.mean(0)
     stderr = terms.detach().std(0) / math.sqrt(num_samples)
+    # A sample where q has no mass proves KL = +inf; the spread of inf terms is not an error.
+    stderr = torch.where(value.detach() == math.inf, torch.zeros_like(stderr), stderr)
     return KLResult(
         value=value,
         method="mc",

@@ -135,3 +135,67 @@ def test_nan_log_density_at_a_sample_raises():
         mc_kl(p, q, 1000, seed=0)
     p64, q64 = Kumaraswamy(a.double(), b.double()), Beta(b.double(), a.double())
     assert torch.isfinite(mc_kl(p64, q64, 1000, seed=0).value).all()
+
+
+def _same_law_pairs():
+    from torch.distributions import Beta, Categorical, Dirichlet, OneHotCategorical
+
+    probs_p = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]], dtype=F64)
+    probs_q = torch.tensor([0.1, 0.3, 0.6], dtype=F64)
+    a, b = torch.tensor([2.0, 0.7], dtype=F64), torch.tensor([3.0, 1.5], dtype=F64)
+    conc = torch.tensor([4.0, 1.2], dtype=F64)
+    return [
+        (Categorical(probs_p), OneHotCategorical(probs_q)),
+        (OneHotCategorical(probs_p), Categorical(probs_q)),
+        (Beta(a, b), Dirichlet(conc)),
+        (Dirichlet(torch.stack([a, b], -1)), Beta(conc[0], conc[1])),
+    ]
+
+
+@pytest.mark.parametrize("pair", _same_law_pairs(), ids=lambda pq: type(pq[0]).__name__)
+def test_same_law_in_another_event_space_matches_the_closed_form(pair):
+    # Categorical ↔ OneHotCategorical and Beta ↔ 2-component Dirichlet have different event
+    # shapes but one law: the samples of p must be read in q's event space.
+    p, q = pair
+    exact = probgen.kl_divergence(p, q, method="analytic")
+    result = mc_kl(p, q, num_samples=20_000, seed=4)
+    assert result.value.shape == exact.shape
+    assert (abs(result.value - exact) <= 5 * result.stderr).all()
+
+
+@pytest.mark.parametrize(
+    ("p", "q", "match"),
+    [
+        (Normal(0.0, -1.0, validate_args=False), Normal(0.0, 1.0), r"'scale'.*-1\.0"),
+        (Normal(float("nan"), 1.0, validate_args=False), Normal(0.0, 1.0), r"'loc'.*NaN"),
+        (Normal(torch.zeros(3), 1.0), Normal(torch.zeros(4), 1.0), r"\(3,\).*\(4,\)"),
+    ],
+)
+def test_invalid_input_raises_value_error(p, q, match):
+    with pytest.raises(ValueError, match=match):
+        mc_kl(p, q, 10, seed=0)
+
+
+def test_event_shape_mismatch_is_named():
+    from torch.distributions import MultivariateNormal
+
+    p = MultivariateNormal(torch.zeros(2), torch.eye(2))
+    q = MultivariateNormal(torch.zeros(3), torch.eye(3))
+    with pytest.raises(ValueError, match=r"event shapes differ.*\(2,\).*\(3,\)"):
+        mc_kl(p, q, 10, seed=0)
+
+
+def test_infinite_kl_has_zero_standard_error():
+    # One sample outside q's support proves KL = +inf: no NaN standard error.
+    p = Uniform(torch.tensor([0.0, 0.0]), torch.tensor([2.0, 0.5]))
+    q = Uniform(torch.tensor(0.0), torch.tensor(1.0))
+    for estimator in ("naive", "k3"):
+        result = mc_kl(p, q, 100, estimator=estimator, seed=0)
+        assert result.value[0].item() == math.inf and result.stderr[0].item() == 0
+        assert math.isfinite(result.stderr[1].item()) and result.value[1].item() < math.inf
+
+
+def test_seed_and_generator_together_are_refused():
+    p, q = _normals()
+    with pytest.raises(ValueError, match="seed or generator, not both"):
+        mc_kl(p, q, 10, seed=1, generator=torch.Generator().manual_seed(0))
