@@ -8,7 +8,7 @@ from typing import Literal, overload
 import torch
 from torch.distributions import Distribution
 
-from probgen.kl.monte_carlo import Estimator, mc_kl
+from probgen.kl.monte_carlo import Estimator, check_mc_args, mc_kl
 from probgen.kl.policy import mc_is_cheaper
 from probgen.kl.registry import lookup
 from probgen.kl.result import KLResult
@@ -30,7 +30,7 @@ def _no_closed_form(p: Distribution, q: Distribution) -> NotImplementedError:
     )
 
 
-def _analytic(p: Distribution, q: Distribution, shape: torch.Size) -> KLResult:
+def _analytic(p: Distribution, q: Distribution, shape: torch.Size, validated: bool) -> KLResult:
     fn = lookup(p, q)
     if fn is None:
         raise _no_closed_form(p, q)
@@ -38,6 +38,8 @@ def _analytic(p: Distribution, q: Distribution, shape: torch.Size) -> KLResult:
     if value.shape != shape:
         value = value.expand(shape)
     if bool(torch.isnan(value).any()):
+        if not validated:
+            check_pair(p, q)  # names the invalid parameter behind the NaN, if there is one
         raise RuntimeError(
             f"closed form {fn.__module__}.{fn.__name__} returned NaN for valid input "
             f"p={p}, q={q}; please report this"
@@ -117,22 +119,27 @@ def kl_divergence(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if prefer not in ("accuracy", "speed"):
         raise ValueError(f"prefer must be 'accuracy' or 'speed', got {prefer!r}")
+    # Checked even where a closed form is used, so that a typo does not wait for the first
+    # pair without one.
+    check_mc_args(num_samples, estimator, seed, generator)
     if validate:
         shape = check_pair(p, q)
     else:
         shape = torch.broadcast_shapes(p.batch_shape, q.batch_shape)
 
-    mc_args = dict(num_samples=num_samples, estimator=estimator, seed=seed, generator=generator)
+    mc_args = dict(
+        num_samples=num_samples, estimator=estimator, seed=seed, generator=generator, validate=False
+    )
     result: KLResult | None
     if method == "analytic":
-        result = _analytic(p, q, shape)
+        result = _analytic(p, q, shape, validate)
     elif method == "mc":
         result = mc_kl(p, q, **mc_args)
     elif prefer == "speed" and mc_is_cheaper(p, q, num_samples):
         result = mc_kl(p, q, **mc_args)
     else:
         try:
-            result = _analytic(p, q, shape)
+            result = _analytic(p, q, shape, validate)
         except NotImplementedError:
             # No pair registered, or a registered function that covers only some members of
             # its types (e.g. Independent of a Normal, not of a Laplace) declined.

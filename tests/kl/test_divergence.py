@@ -152,3 +152,22 @@ def test_prefer_speed_uses_mc_only_where_measured_cheaper():
 def test_unknown_preference_is_named():
     with pytest.raises(ValueError, match="prefer must be 'accuracy' or 'speed', got 'cheap'"):
         probgen.kl_divergence(Normal(0.0, 1.0), Normal(0.0, 1.0), prefer="cheap")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"estimator": "k2"}, r"estimator must be one of.*'k2'"),
+        ({"num_samples": 0}, r"num_samples must be an integer ≥ 2, got 0"),
+    ],
+)
+def test_monte_carlo_arguments_are_checked_even_with_a_closed_form(kwargs, match):
+    # A typo must not wait for the first pair without a closed form to surface.
+    with pytest.raises(ValueError, match=match):
+        probgen.kl_divergence(Normal(0.0, 1.0), Normal(1.0, 1.0), **kwargs)
+
+
+def test_nan_without_validation_names_the_bad_parameter():
+    p = Normal(0.0, -1.0, validate_args=False)
+    with pytest.raises(ValueError, match=r"p: parameter 'scale' of Normal.*-1\.0"):
+        probgen.kl_divergence(p, Normal(0.0, 1.0), validate=False)
