@@ -80,3 +80,71 @@ def _params(q):
         Normal: ["loc", "scale"],
         Uniform: ["low", "high"],
     }[type(q)]
+
+
+def _mp_beta_kl(a, b, q):
+    """KL(Beta(a, b) ‖ q) at 50 digits: −H(p) − E_p[log q(x)] from the textbook formulas."""
+    import mpmath as mp
+
+    mp.mp.dps = 50
+    a, b = mp.mpf(a), mp.mpf(b)
+    a0 = a + b
+    neg_h = -mp.log(mp.beta(a, b)) + (a - 1) * mp.digamma(a) + (b - 1) * mp.digamma(b)
+    neg_h -= (a0 - 2) * mp.digamma(a0)
+    mean, var = a / a0, a * b / (a0**2 * (a0 + 1))
+    if isinstance(q, Exponential):
+        rate = mp.mpf(q.rate.item())
+        rest = rate * mean - mp.log(rate)
+    elif isinstance(q, Uniform):
+        rest = mp.log(mp.mpf(q.high.item()) - mp.mpf(q.low.item()))
+    elif isinstance(q, Normal):
+        mu, sigma = mp.mpf(q.loc.item()), mp.mpf(q.scale.item())
+        rest = mp.log(2 * mp.pi * sigma**2) / 2 + ((mean - mu) ** 2 + var) / (2 * sigma**2)
+    else:
+        eta = mp.mpf(q.logits.double().item())
+        rest = mp.log(mp.expm1(eta) / eta) - eta * mean
+    return float(neg_h + rest)
+
+
+_BETA_POINTS = [(1.0, 1.0), (1.0009765625, 0.99951171875), (0.5, 3.0), (1e-3, 2.0), (3e4, 2e4)]
+_BETA_POINTS += [(1e6, 1e6), (2.5, 1e5)]
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        ContinuousBernoulli(torch.tensor(0.4)),
+        Exponential(torch.tensor(2.0)),
+        Normal(torch.tensor(0.6), torch.tensor(0.1)),
+        Normal(torch.tensor(0.5), torch.tensor(0.0005)),
+        Uniform(torch.tensor(0.0), torch.tensor(1.0)),
+    ],
+    ids=lambda q: type(q).__name__,
+)
+def test_beta_pairs_in_float32_meet_the_target_against_mpmath(q):
+    a = torch.tensor([x for x, _ in _BETA_POINTS])
+    b = torch.tensor([y for _, y in _BETA_POINTS])
+    got = probgen.kl_divergence(Beta(a, b), q)
+    assert got.dtype == torch.float32
+    for i, (x, y) in enumerate(_BETA_POINTS):
+        expected = _mp_beta_kl(a[i].item(), b[i].item(), q)
+        tolerance = 1e-7 if expected < 1e-3 else 1e-4 * expected
+        assert abs(got[i].item() - expected) <= tolerance, (x, y, got[i].item(), expected)
+
+
+def test_beta_pairs_in_float32_broadcast_and_have_finite_gradients():
+    a = torch.tensor([[0.7], [1.0], [3e4]], requires_grad=True)
+    b = torch.tensor([[2.0], [1.0], [2e4]], requires_grad=True)
+    rate = torch.tensor([0.5, 1.0, 2.0, 4.0], requires_grad=True)
+    kl = probgen.kl_divergence(Beta(a, b), Exponential(rate))
+    assert kl.shape == (3, 4) and bool((kl >= 0).all())
+    kl.sum().backward()
+    for t in (a, b, rate):
+        assert bool(torch.isfinite(t.grad).all())
+
+
+def test_beta_uniform_in_float32_is_infinite_outside_the_support():
+    p = Beta(torch.tensor([2.0, 2.0, 2.0]), torch.tensor([3.0, 3.0, 3.0]))
+    q = Uniform(torch.tensor([0.0, 0.1, -1.0]), torch.tensor([1.0, 1.0, 0.9]))
+    kl = probgen.kl_divergence(p, q)
+    assert math.isfinite(kl[0].item()) and kl[1:].tolist() == [math.inf, math.inf]
