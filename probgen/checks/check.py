@@ -115,8 +115,25 @@ def check_kl(
     Returns:
         :class:`KLCheckReport`. Incompatible pairs (different event spaces, non-broadcastable
         batch shapes, a pair the closed form refuses) get the status ``"incompatible"``.
+
+    Raises:
+        TypeError: if ``p`` or ``q`` is not a distribution.
+        ValueError: on an invalid parameter of ``p`` or ``q`` (named, with its value), a
+            negative or non-finite tolerance, ``z ≤ 0``, or fewer than 2 Monte Carlo samples.
     """
     from probgen.kl.registry import lookup
+    from probgen.kl.validation import check_distribution
+
+    for name, d in (("p", p), ("q", q)):
+        if not isinstance(d, Distribution):
+            raise TypeError(
+                f"{name} must be a torch.distributions.Distribution, got {type(d).__name__}"
+            )
+        check_distribution(d, name)  # an invalid parameter is bad input, not a failed check
+    _check_settings(rtol=rtol, atol=atol, z=z)
+    for name, n in (("mc_samples", mc_samples), ("reference_mc_samples", reference_mc_samples)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"{name} must be an integer ≥ 2, got {n!r}")
 
     pair = f"{type(p).__name__} ‖ {type(q).__name__}"
     dtype = _dtype(p)
@@ -255,6 +272,22 @@ def check_kl(
     return KLCheckReport(
         pair, dname, float(flat[iw]), ref_w, err, t, tuple(results), status, message
     )
+
+
+def _check_settings(**values: float | None) -> None:
+    """Tolerances must be finite and ≥ 0 (``None``: the default), ``z`` finite and > 0."""
+    for name, v in values.items():
+        if v is None:
+            continue
+        low_ok = v > 0 if name == "z" else v >= 0
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or not low_ok
+        ):
+            bound = "> 0" if name == "z" else "≥ 0"
+            raise ValueError(f"{name} must be a finite number {bound}, got {v!r}")
 
 
 def _guard(name: str, f, *args) -> PropertyResult:

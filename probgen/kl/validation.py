@@ -91,9 +91,15 @@ def check_pair(p: Distribution, q: Distribution) -> torch.Size:
     """Validate both distributions and their shapes; return the broadcast batch shape.
 
     Raises:
+        TypeError: if ``p`` or ``q`` is not a ``torch.distributions.Distribution``.
         ValueError: on an invalid parameter, different event shapes, or batch shapes that do
             not broadcast.
     """
+    for name, d in (("p", p), ("q", q)):
+        if not isinstance(d, Distribution):
+            raise TypeError(
+                f"{name} must be a torch.distributions.Distribution, got {type(d).__name__}"
+            )
     check_distribution(p, "p")
     check_distribution(q, "q")
     if p.event_shape != q.event_shape and not _same_law_other_encoding(p, q):

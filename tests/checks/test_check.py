@@ -105,3 +105,38 @@ def test_importing_the_checks_does_not_import_hypothesis():
     code = "import sys, probgen.checks, probgen.checks.audit; print('hypothesis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("p", "match"),
+    [
+        (td.Normal(t(0.0), t(-1.0), validate_args=False), r"p: parameter 'scale'.*-1\.0"),
+        (td.Normal(t(math.nan), t(1.0), validate_args=False), r"p: parameter 'loc'.*NaN"),
+    ],
+)
+def test_invalid_parameters_are_a_value_error_not_a_report(p, match):
+    # Neither a crash inside sampling nor a report of NaN "failures".
+    with pytest.raises(ValueError, match=match):
+        check_kl(p, td.Normal(t(0.0), t(1.0)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rtol": -1.0}, r"rtol must be a finite number ≥ 0, got -1\.0"),
+        ({"atol": math.nan}, r"atol must be a finite number ≥ 0, got nan"),
+        ({"z": 0.0}, r"z must be a finite number > 0, got 0\.0"),
+        ({"mc_samples": 1}, r"mc_samples must be an integer ≥ 2, got 1"),
+        ({"reference_mc_samples": 0}, r"reference_mc_samples must be an integer ≥ 2, got 0"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        check_kl(td.Normal(t(0.0), t(1.0)), td.Normal(t(1.0), t(2.0)), **kwargs)
+
+
+def test_a_non_distribution_is_a_type_error():
+    with pytest.raises(
+        TypeError, match=r"q must be a torch\.distributions\.Distribution, got float"
+    ):
+        check_kl(td.Normal(t(0.0), t(1.0)), 1.0)

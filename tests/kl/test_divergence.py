@@ -171,3 +171,10 @@ def test_nan_without_validation_names_the_bad_parameter():
     p = Normal(0.0, -1.0, validate_args=False)
     with pytest.raises(ValueError, match=r"p: parameter 'scale' of Normal.*-1\.0"):
         probgen.kl_divergence(p, Normal(0.0, 1.0), validate=False)
+
+
+def test_a_non_distribution_is_a_type_error():
+    with pytest.raises(
+        TypeError, match=r"p must be a torch\.distributions\.Distribution, got float"
+    ):
+        probgen.kl_divergence(1.0, Normal(0.0, 1.0))
