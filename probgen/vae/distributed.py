@@ -35,12 +35,13 @@ Training", VLDB; PyTorch's ``torchrun`` documentation.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,20 +97,29 @@ class Distributed:
         ⌊B/W⌋, …)`` from ``(B, …)``."""
         return batch[self.rank :: self.world_size] if self.enabled else batch
 
+    @contextlib.contextmanager
+    def collective(self, what: str) -> Iterator[None]:
+        """Turn a failed or timed-out collective inside the block into :class:`DistributedError`
+        naming this rank and ``what`` was being done."""
+        try:
+            yield
+        except RuntimeError as exc:  # gloo/NCCL raise RuntimeError subclasses of several kinds
+            if not self.enabled or isinstance(exc, DistributedError):
+                raise
+            raise DistributedError(
+                f"rank {self.rank} of {self.world_size}: {what} failed or timed out (timeout "
+                f"{self.timeout_s:g} s); another process probably stopped or died "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+
     def all_reduce_sum(self, values: Tensor) -> Tensor:
         """The elementwise sum of ``values`` over all processes (same shape, same device)."""
         if not self.enabled:
             return values
         import torch.distributed as dist
 
-        try:
+        with self.collective("the all-reduce of the loss terms"):
             dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        except Exception as exc:  # gloo/NCCL raise RuntimeError subclasses of several kinds
-            raise DistributedError(
-                f"rank {self.rank} of {self.world_size}: a collective failed or timed out "
-                f"after at most {self.timeout_s:g} s; another process probably stopped "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
         return values
 
 
@@ -246,11 +256,17 @@ def wrap_ddp(module: nn.Module, d: Distributed) -> nn.Module:
 
 
 class StopSignals:
-    """While active, SIGINT (and SIGTERM, which torchrun sends to stop its workers) only set
-    ``requested``; a second signal interrupts at once. Inactive outside the main thread."""
+    """While active, the ``signals`` (SIGINT; with several processes also SIGTERM, which torchrun
+    sends to stop its workers) only set ``requested``, and the loop stops at the next step.
 
-    def __init__(self, signals: Sequence[int] = (signal.SIGINT,)) -> None:
+    With ``escalate`` (one process), a second signal interrupts at once. Several processes do not
+    escalate: Ctrl-C in a terminal reaches each worker twice (from the terminal and forwarded by
+    torchrun), and all of them must stop at the same step. Inactive outside the main thread.
+    """
+
+    def __init__(self, signals: Sequence[int] = (signal.SIGINT,), escalate: bool = True) -> None:
         self.requested = False
+        self.escalate = escalate
         self._signals = tuple(signals)
         self._previous: dict[int, Any] = {}
 
@@ -263,7 +279,7 @@ class StopSignals:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested and self.escalate:
             raise KeyboardInterrupt
         self.requested = True
 
