@@ -68,3 +68,15 @@ def test_defaults_match_train_config():
     for name in ("data", "loss", "steps", "batch_size", "lr", "seed", "latent_dim", "hidden",
                  "label_smoothing", "d_steps", "checkpoint_every"):  # fmt: skip
         assert getattr(args, name) == getattr(defaults, name), name
+
+
+def test_zero_steps_reports_no_value_instead_of_nan(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*TINY, "--out", str(out)]
+    args[args.index("--steps") + 1] = "0"
+    assert main(["train-gan", *args]) == 0
+    assert (out / "value.png").stat().st_size > 0
+    # Strict JSON: no NaN anywhere; the V-based entries are null.
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)
+    assert metrics["value_last"] is None and metrics["jsd_lower_bound"] is None
+    assert "nan" not in capsys.readouterr().out

@@ -129,14 +129,19 @@ def _run(args: argparse.Namespace) -> int:
         f"{args.data}, {args.loss} generator loss, {state.step} steps → {out}/ "
         f"(training {metrics['train_seconds']:.1f} s, evaluation {metrics['eval_seconds']:.1f} s)"
     )
+    if metrics["value_last"] is None:
+        value, bound = "— (no training step)", "—"
+    else:
+        value = f"{metrics['value_last']:.4f} ± {metrics['value_last_se']:.4f}"
+        bound = f"{metrics['jsd_lower_bound']:.4f}"
     print(
-        f"  V (last 10% of steps): {metrics['value_last']:.4f} ± {metrics['value_last_se']:.4f}"
+        f"  V (last 10% of steps): {value}"
         f"   (equilibrium −log 4 = {metrics['value_equilibrium']:.4f})"
     )
     print(
         f"  JSD(data ‖ KDE of samples): {metrics['jsd']:.4f} ± {metrics['jsd_se']:.4f}"
         f"   (perfect generator: {metrics['jsd_floor']:.4f} ± {metrics['jsd_floor_se']:.4f};"
-        f" lower bound from V: {metrics['jsd_lower_bound']:.4f})"
+        f" lower bound from V: {bound})"
     )
     print(
         f"  mode coverage: {metrics['mode_coverage']}/{metrics['num_modes']} modes with ≥ 5% of "

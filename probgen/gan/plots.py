@@ -68,7 +68,7 @@ def plot_value(history: list[dict[str, float]], path: Path, title: str = "") -> 
     )
     ax.plot(steps, value, color="tab:blue", lw=0.6, label="V estimate per step")
     width = max(1, len(history) // 50)
-    if len(history) >= width:
+    if history and len(history) >= width:
         kernel = torch.ones(width, dtype=torch.float64) / width
         smooth = torch.nn.functional.conv1d(value[None, None], kernel[None, None])[0, 0]
         ax.plot(steps[width - 1 :], smooth, color="black", lw=1.2, label=f"mean of {width}")
@@ -77,7 +77,8 @@ def plot_value(history: list[dict[str, float]], path: Path, title: str = "") -> 
     ax.set_xlabel("step")
     ax.set_ylabel("V(D, G)")
     ax.set_title(title or "GAN value over training")
-    bottom = min(float((value - 2 * se).min()), -LOG_4) - 0.1
+    lowest = float((value - 2 * se).min()) if history else -LOG_4  # a run of 0 steps
+    bottom = min(lowest, -LOG_4) - 0.1
     ax.set_ylim(bottom, 0.45)  # room above 0 for the legend
     ax.legend(loc="upper center", ncol=3, fontsize=7)
     fig.tight_layout()

@@ -36,7 +36,8 @@ def evaluate(state: TrainState, *, num_samples: int = 2000, seed: int = 0) -> di
     * ``mode_coverage``: modes with ≥ 5 % of samples within 3 std, out of ``num_modes``;
       ``high_quality``: fraction of samples within 3 std of some mode.
     * ``value_last``: mean of the per-step V estimates over the last 10 % of steps, with the
-      standard error of that mean (from the per-step standard errors).
+      standard error of that mean (from the per-step standard errors); ``None`` (with its
+      standard error and ``jsd_lower_bound``) for a run of 0 steps.
     * ``jsd_lower_bound``: (value_last + log 4) / 2. Since V(D, G) ≤ V(D*, G) = −log 4 + 2 JSD
       for any D, the trained discriminator certifies at least this much JSD (approximately: D
       changes over those steps, and V is estimated).
@@ -46,10 +47,9 @@ def evaluate(state: TrainState, *, num_samples: int = 2000, seed: int = 0) -> di
     floor = jsd_floor(state.toy, num_samples, num_samples=num_samples, seed=seed)
     cov = mode_coverage(samples, state.toy)
     tail = state.history[-max(1, len(state.history) // 10) :]
-    value_last = sum(r["value"] for r in tail) / len(tail) if tail else math.nan
-    value_last_se = (
-        math.sqrt(sum(r["value_se"] ** 2 for r in tail)) / len(tail) if tail else math.nan
-    )
+    # No step, no V estimate: None (JSON null), never NaN.
+    value_last = sum(r["value"] for r in tail) / len(tail) if tail else None
+    value_last_se = math.sqrt(sum(r["value_se"] ** 2 for r in tail)) / len(tail) if tail else None
     return {
         "data": state.config.data,
         "loss": state.config.loss,
@@ -67,7 +67,7 @@ def evaluate(state: TrainState, *, num_samples: int = 2000, seed: int = 0) -> di
         "value_last": value_last,
         "value_last_se": value_last_se,
         "value_equilibrium": -LOG_4,
-        "jsd_lower_bound": (value_last + LOG_4) / 2,
+        "jsd_lower_bound": None if value_last is None else (value_last + LOG_4) / 2,
         "num_samples": num_samples,
     }
 
