@@ -16,6 +16,7 @@ from torch.distributions import (
     Independent,
     OneHotCategorical,
     TransformedDistribution,
+    constraints,
 )
 from torch.distributions.utils import lazy_property
 
@@ -58,6 +59,10 @@ def check_distribution(d: Distribution, name: str = "p") -> None:
             raise ValueError(
                 f"{name}: parameter {param!r} of {type(d).__name__} is NaN at index {nan_index}"
             )
+        if constraints.is_dependent(constraint):
+            # A constraint that depends on other parameters (Pyro's Delta.v): torch cannot
+            # check it either; NaN was checked above.
+            continue
         ok = constraint.check(value)
         if not bool(ok.all()):
             raise ValueError(

@@ -178,3 +178,15 @@ def test_a_non_distribution_is_a_type_error():
         TypeError, match=r"p must be a torch\.distributions\.Distribution, got float"
     ):
         probgen.kl_divergence(1.0, Normal(0.0, 1.0))
+
+
+def test_dependent_constraints_are_skipped_not_an_error():
+    # Pyro's Delta constrains v by a dependent constraint, which cannot be checked.
+    import pyro.distributions as dist
+
+    delta = dist.Delta(torch.tensor(2.0, dtype=torch.float64))
+    q = dist.Poisson(torch.tensor(3.0, dtype=torch.float64))
+    expected = q.log_prob(torch.tensor(2.0, dtype=torch.float64)).neg()
+    assert torch.allclose(probgen.kl_divergence(delta, q), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"p: parameter 'v' of Delta is NaN"):
+        probgen.kl_divergence(dist.Delta(torch.tensor(math.nan)), Normal(0.0, 1.0))
