@@ -5,7 +5,8 @@ With K samples :math:`z_{ik} \sim q(z \mid x_i)` and weights
 
 .. math::
     \mathcal L_K(x_i) = \log \frac1K \sum_{k=1}^K w_{ik}, \qquad
-    \mathrm{ELBO}(x_i) = E[\mathcal L_1] \le E[\mathcal L_K] \le E[\mathcal L_{K+1}] \le \log p(x_i),
+    \mathrm{ELBO}(x_i) = E[\mathcal L_1] \le E[\mathcal L_K] \le E[\mathcal L_{K+1}]
+    \le \log p(x_i),
 
 and :math:`\mathcal L_K \to \log p(x_i)` as K → ∞ (Burda, Grosse & Salakhutdinov 2016,
 "Importance weighted autoencoders", theorem 1). Computed as a log-sum-exp, so that weights of
