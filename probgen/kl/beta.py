@@ -28,6 +28,8 @@ from torch.distributions import Beta, Dirichlet, Kumaraswamy
 
 from probgen.kl.registry import register_kl
 from probgen.kl.special import (
+    _TOLERANCE,
+    _ULPS,
     binet_bregman,
     fast_or_stable,
     g_of,
@@ -37,6 +39,8 @@ from probgen.kl.special import (
 from probgen.kl.stable import one_plus_x_log1p_minus_x
 
 __all__ = ["dirichlet_kl", "kumaraswamy_beta_kl"]
+
+_RTOL32, _ATOL32 = _TOLERANCE[torch.float32]
 
 
 def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -55,7 +59,15 @@ def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """
     dtype = torch.promote_types(alpha.dtype, beta.dtype)
     work = working_dtype(dtype)
-    value, magnitude = _dirichlet_textbook(alpha.to(work), beta.to(work))
+    if work == dtype or alpha.dtype != dtype or beta.dtype != dtype:
+        a, b = alpha.to(work), beta.to(work)
+        lg_a, lg_b = torch.lgamma(a), torch.lgamma(b)
+        lg_sum = _last_sum(lg_b - lg_a)
+        with torch.no_grad():
+            lg_magnitude = _last_sum(_abs_sum(lg_a, lg_b))
+        value, magnitude = _textbook(a, b, lg_sum, lg_magnitude)
+    else:
+        value, magnitude = _with_float32_lgamma(alpha, beta)
 
     def stable(mask: torch.Tensor) -> torch.Tensor:
         shape = (*mask.shape, alpha.shape[-1])
@@ -66,25 +78,80 @@ def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     return fast_or_stable(value, magnitude, stable, dtype)
 
 
-def _dirichlet_textbook(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _last_sum(x: torch.Tensor) -> torch.Tensor:
+    """x.sum(-1), by column additions for a last dimension of size 2 (faster in torch)."""
+    return x[..., 0] + x[..., 1] if x.shape[-1] == 2 else x.sum(-1)
+
+
+def _abs_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """|x| + |y| (broadcast), with one temporary where the shapes agree."""
+    return x.abs().add_(y.abs()) if x.shape == y.shape else x.abs() + y.abs()
+
+
+def _textbook(
+    a: torch.Tensor, b: torch.Tensor, lg_sum: torch.Tensor, lg_magnitude: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """torch's formula, log Γ(α₀) − log Γ(β₀) + Σ[log Γ(βᵢ) − log Γ(αᵢ) + (αᵢ − βᵢ)(ψ(αᵢ) −
-    ψ(α₀))], with few live temporaries, and its magnitude M (no autograd history)."""
-    a0, b0 = a.sum(-1), b.sum(-1)
+    ψ(α₀))], with few temporaries, and its magnitude M (no autograd history).
+
+    ``lg_sum`` is Σ[log Γ(βᵢ) − log Γ(αᵢ)] and ``lg_magnitude`` its part of M (None where the
+    caller bounds that part's rounding itself)."""
+    a0, b0 = _last_sum(a), _last_sum(b)
     d = a - b
     psi, psi0 = torch.digamma(a), torch.digamma(a0).unsqueeze(-1)
-    lg_a, lg_b = torch.lgamma(a), torch.lgamma(b)
-    terms = lg_b - lg_a + d * (psi - psi0)
+    cross = d * (psi - psi0)
     with torch.no_grad():
         # |Δ|(|ψ(αᵢ)| + |ψ(α₀)| + 2) bounds both the cross term and digamma's absolute error.
-        per = d.abs() * (psi.abs() + psi0.abs()).add_(2).mul_(2)
-        per += lg_a.abs()
-        per += lg_b.abs()
-        magnitude = per.sum(-1)
-    del psi, psi0, lg_a, lg_b, per
+        per = d.abs().mul_(psi.abs_().add_(psi0.abs()).add_(2).mul_(2))
+        magnitude = _last_sum(per)
+    del psi, psi0, per
     lg_a0, lg_b0 = torch.lgamma(a0), torch.lgamma(b0)
-    value = terms.sum(-1) + lg_a0 - lg_b0
+    value = _last_sum(cross) + lg_sum
+    value += lg_a0
+    value -= lg_b0
     with torch.no_grad():
-        magnitude = magnitude + lg_a0.abs() + lg_b0.abs()  # the shape of value
+        magnitude += lg_a0.abs_()
+        magnitude += lg_b0.abs_()
+        if lg_magnitude is not None:
+            magnitude += lg_magnitude
+        if magnitude.shape != value.shape:
+            magnitude = magnitude.expand(value.shape).clone()
+    return value, magnitude
+
+
+# torch's float32 lgamma: ≤ 0.505 ulp of |log Γ| (measured at 5e6 points on 1e-6 … 1e6); the
+# float32 difference and column sum of the log Γ values add one more ulp of Σ|log Γ|.
+_LGAMMA_F32_ULPS = 2.0
+
+
+def _with_float32_lgamma(
+    alpha: torch.Tensor, beta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The textbook formula of float32 concentrations in float64, with Σ[log Γ(βᵢ) −
+    log Γ(αᵢ)] from float32 lgamma (a third of float64's cost; float64 digamma costs what
+    float32's does) where its rounding, 2ε₃₂·Σ(|log Γ(αᵢ)| + |log Γ(βᵢ)|), and the float64
+    bound together stay within the target; from float64 lgamma on the other elements."""
+    lg_a, lg_b = torch.lgamma(alpha), torch.lgamma(beta)
+    lg_sum = _last_sum(lg_b - lg_a).to(torch.float64)
+    with torch.no_grad():
+        lg_bound = _last_sum(_abs_sum(lg_a, lg_b)).to(torch.float64)
+    del lg_a, lg_b
+    value, magnitude = _textbook(alpha.to(torch.float64), beta.to(torch.float64), lg_sum, None)
+    with torch.no_grad():
+        lg_bound *= _LGAMMA_F32_ULPS * torch.finfo(torch.float32).eps
+        lg_bound += magnitude * (_ULPS * torch.finfo(torch.float64).eps)
+        redo = ~(lg_bound <= (value.abs() * _RTOL32).clamp_min_(_ATOL32))
+    if bool(redo.any()):
+        shape = (*redo.shape, alpha.shape[-1])
+        am, bm = alpha.expand(shape)[redo], beta.expand(shape)[redo]
+        lg64 = torch.lgamma(bm.to(torch.float64)) - torch.lgamma(am.to(torch.float64))
+        lg32 = _last_sum(torch.lgamma(bm) - torch.lgamma(am)).to(torch.float64)
+        # the float32 sum used above, replaced by the float64 one
+        value = value.masked_scatter(redo, value[redo] + (_last_sum(lg64) - lg32))
+        with torch.no_grad():
+            lg_magnitude = _last_sum(torch.lgamma(am.to(torch.float64)).abs())
+            lg_magnitude += _last_sum(torch.lgamma(bm.to(torch.float64)).abs())
+            magnitude = magnitude.masked_scatter(redo, magnitude[redo] + lg_magnitude)
     return value, magnitude
 
 
@@ -107,7 +174,8 @@ def _dirichlet_kl_stable(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tenso
 
 
 def _beta_params(d: Beta) -> torch.Tensor:
-    return torch.stack([d.concentration1, d.concentration0], -1)
+    """(a, b) of a Beta as one ``(..., 2)`` tensor: the one it holds (its Dirichlet's)."""
+    return d._dirichlet.concentration
 
 
 @register_kl(Beta, Beta)
