@@ -47,7 +47,8 @@ def test_k3_has_lower_variance_close_to_the_reference():
 
 def test_k3_terms_are_nonnegative():
     p, q = _normals()
-    # With one sample per batch element, each k3 estimate is a single term.
+    # With two samples per batch element (the least mc_kl takes), each of the 1000 estimates is
+    # the mean of two terms, so ≥ 0 whenever every term is.
     pb = Normal(p.loc.expand(1000), p.scale.expand(1000))
     terms = mc_kl(pb, q, num_samples=2, estimator="k3", seed=3).value
     assert (terms >= 0).all()
