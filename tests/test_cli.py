@@ -45,3 +45,14 @@ def test_tour_shows_methods(capsys):
             row.split(f" [{'analytic' if 'analytic' in row else 'mc'}] ")[0].split()[-1]
         )
         assert math.isfinite(probgen_value) and probgen_value >= 0, row
+
+
+def test_tour_refuses_fewer_than_two_samples(capsys):
+    for bad in ("1", "0", "many"):
+        try:
+            main(["tour", "--samples", bad])
+        except SystemExit as exit:
+            assert exit.code == 2
+        else:
+            raise AssertionError(f"--samples {bad} was accepted")
+        assert f"--samples: must be an integer ≥ 2, got '{bad}'" in capsys.readouterr().err

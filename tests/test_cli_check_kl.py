@@ -29,3 +29,11 @@ def test_check_kl_exits_non_zero_on_torch_gumbel_in_float32(capsys):
 
 def test_check_kl_with_no_matching_pair_is_an_error(capsys):
     assert main(["check-kl", "--pair", "NoSuchDistribution"]) == 2
+
+
+def test_json_into_a_missing_directory_fails_before_the_audit(tmp_path, capsys):
+    out = tmp_path / "missing" / "audit.json"
+    assert main(["check-kl", "--pair", "Poisson ‖ Poisson", "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "no such directory" in captured.err and "--json" in captured.err
+    assert "| Poisson ‖ Poisson |" not in captured.out  # refused before auditing

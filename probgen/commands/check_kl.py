@@ -35,9 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
     import time
+    from pathlib import Path
 
     import torch
+
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        # Before the audit, not after it has run for a minute.
+        print(
+            f"probgen check-kl: error: --json {args.json}: no such directory "
+            f"{str(Path(args.json).resolve().parent)!r}",
+            file=sys.stderr,
+        )
+        return 2
 
     from probgen.checks.audit import audit_registry, format_table
 

@@ -8,8 +8,21 @@ NAME = "tour"
 HELP = "a short tour of probgen's KL: closed form vs Monte Carlo on a few pairs"
 
 
+def _samples(text: str) -> int:
+    """``--samples``: an integer ≥ 2 (a standard error needs two samples)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 2, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=int, default=10_000, help="Monte Carlo samples")
+    parser.add_argument(
+        "--samples", type=_samples, default=10_000, help="Monte Carlo samples (≥ 2)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo estimates")
 
 
