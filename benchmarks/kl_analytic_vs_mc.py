@@ -160,7 +160,7 @@ def main() -> None:
                 rows,
             ),
             (
-                f"Full-covariance MVN, batch {BATCH}: 1-sample MC is cheaper from d = {crossover}",
+                f"Full-covariance MVN, batch {BATCH}: a 2-sample MC estimate is cheaper from d = {crossover}",
                 [
                     "d",
                     "closed form",

@@ -107,7 +107,7 @@ def kl_divergence(
         prefer: with ``method="auto"``: ``"accuracy"`` (default) uses a closed form wherever one
             exists; ``"speed"`` uses Monte Carlo where the benchmarks measured a
             ``num_samples``-sample estimate to be cheaper than the closed form (full-covariance
-            MultivariateNormal of dimension ≥ 32 with at most 4 samples; see
+            MultivariateNormal of dimension ≥ 32 with at most 2 samples; see
             :mod:`probgen.kl.policy`).
         return_info: return a :class:`KLResult` (value, method, standard error, …) instead of
             the tensor alone.
