@@ -100,10 +100,24 @@ def _direct(
         tiny = torch.finfo(terms.dtype).tiny
         terms = terms.clamp_min_(tiny).log_() if inplace else terms.clamp_min(tiny).log()
     terms = terms.mul_(pp) if inplace else terms * pp
-    total_p, total_q = pp.sum(-1), qp.sum(-1)
-    kl = terms.sum(-1) / total_p + torch.log(total_q / total_p)
-    mass = (terms.abs_() if inplace else terms.abs()).sum(-1) / total_p
+    total_p, total_q = _row_sum(pp), _row_sum(qp)
+    kl = _row_sum(terms) / total_p + torch.log(total_q / total_p)
+    mass = _row_sum(terms.abs_() if inplace else terms.abs()) / total_p
     return kl, kl / (1 + mass)
+
+
+# Up to this many classes, a row sum is a matrix-vector product with a vector of ones (3× faster
+# in torch than a reduction over a short last dimension; its rounding error, ≤ (K − 1)·eps of
+# the sum of absolute values, is then within the few eps the fast path allows).
+_MATVEC_SUM_MAX_K = 4
+
+
+def _row_sum(x: torch.Tensor) -> torch.Tensor:
+    """x.sum(-1)."""
+    k = x.shape[-1]
+    if k > _MATVEC_SUM_MAX_K or x.dim() < 2:
+        return x.sum(-1)
+    return x @ torch.ones(k, dtype=x.dtype, device=x.device)
 
 
 def _termwise(

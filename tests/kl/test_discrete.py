@@ -354,3 +354,22 @@ def test_categorical_with_very_negative_logits_in_float32():
     logits_q = torch.tensor([-126.0, -121.0, 0.0])
     kl = probgen.kl_divergence(Categorical(logits=logits_p), Categorical(logits=logits_q))
     assert torch.isfinite(kl) and kl >= 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_categorical_batched_rows_around_the_fast_path_threshold(dtype, k):
+    # KLs from ~1e-4 to ~1 with large logits (mass ≫ KL): rows on both sides of the direct
+    # sum's threshold, summed by the short-row path, against 60-digit sums of the stored logits.
+    g = torch.Generator().manual_seed(7 + k)
+    rows = 60
+    base = torch.randn(rows, k, generator=g, dtype=dtype) * 8
+    scale = torch.logspace(-2, 0, rows, dtype=dtype).unsqueeze(-1)
+    other = base + scale * torch.randn(rows, k, generator=g, dtype=dtype)
+    p, q = Categorical(logits=base), Categorical(logits=other)
+    values = categorical.categorical_kl(p, q)
+    for row in range(rows):
+        ea = [mp.exp(mp.mpf(x)) for x in p.logits[row].tolist()]
+        eb = [mp.exp(mp.mpf(x)) for x in q.logits[row].tolist()]
+        ref = _ref_categorical(ea, eb)
+        assert _close(values[row].item(), ref, dtype), (row, values[row].item(), float(ref))
