@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.distributions import Distribution, MixtureSameFamily, Uniform, constraints
 
+from probgen.kl.monte_carlo import _log_prob_or_neginf
+
 __all__ = ["MASS_TOLERANCE", "integrate_pair", "is_univariate_continuous", "log_prob_or_neginf"]
 
 MASS_TOLERANCE = 1e-6
@@ -23,15 +25,9 @@ _MAX_POINTS = 400
 
 
 def log_prob_or_neginf(d: Distribution, x: torch.Tensor) -> torch.Tensor:
-    """log d(x), with −inf (instead of an error or garbage) where x is outside d's support."""
-    validate = d._validate_args
-    d._validate_args = False
-    try:
-        log_p = d.log_prob(x)
-    finally:
-        d._validate_args = validate
-    inside = d.support.check(x)
-    return torch.where(inside, log_p, torch.full_like(log_p, -math.inf))
+    """log d(x), with −inf (instead of an error or garbage) where x is outside d's support,
+    also for wrapped distributions (a LogNormal's base Normal sees log x = NaN for x < 0)."""
+    return _log_prob_or_neginf(d, x)
 
 
 def is_univariate_continuous(d: Distribution) -> bool:
