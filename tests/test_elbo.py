@@ -127,3 +127,27 @@ def test_iwae_with_one_sample_is_the_sampled_elbo_without_factors(vae, x):
         terms = elbo_terms(vae.model, vae.guide, x, method="mc")
     expected = terms.recon_total - terms.kl_total  # the free-bits factor is not a density
     torch.testing.assert_close(bound.sum(), expected, rtol=1e-12, atol=1e-10)
+
+
+def _declined_model(x):
+    z = pyro.sample("z", dist.Gamma(x.new_full((3,), 2.0), 1.0).to_event(1))
+    pyro.sample("x", dist.Normal(z.sum(), 1.0), obs=x)
+
+
+def _declined_guide(x):
+    pyro.sample("z", dist.LogNormal(x.new_zeros(3), 0.5).to_event(1))
+
+
+def test_registered_pair_that_declines_falls_back_like_trace_mean_field():
+    # Independent ‖ Independent is registered, but LogNormal ‖ Gamma has no closed form: the
+    # registered function raises NotImplementedError, and TraceMeanField_ELBO samples the KL.
+    x = torch.tensor(1.0, dtype=torch.float64)
+    pyro.set_rng_seed(0)
+    loss = _f(TraceMeanField_ELBO().loss(_declined_model, _declined_guide, x))
+    pyro.set_rng_seed(0)
+    terms = elbo_terms(_declined_model, _declined_guide, x, method="analytic")
+    assert terms.kl_method == {"z": "mc"}
+    assert _f(terms.loss) == pytest.approx(loss, rel=1e-13)
+    assert kl_fallback_sites(_declined_model, _declined_guide, x) == {
+        "z": ("Independent", "Independent")
+    }

@@ -111,6 +111,18 @@ def _traces(
     return get_importance_trace("flat", max_plate_nesting, model, guide, args, kwargs)
 
 
+def _closed_form_kl(q: Any, p: Any) -> Tensor | None:
+    """KL(q ‖ p) in closed form, or None where there is none: no registered pair, or a
+    registered function that declines these members of its types (``Independent`` of a pair
+    without a closed form), which ``TraceMeanField_ELBO`` also treats as "sample it"."""
+    if lookup(q, p) is None:
+        return None
+    try:
+        return kl_divergence(q, p, method="analytic", validate=False)
+    except NotImplementedError:
+        return None
+
+
 def _particle(
     model_trace: Trace, guide_trace: Trace, method: KLMethod
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, KLMethod], dict[str, Tensor]]:
@@ -128,8 +140,8 @@ def _particle(
             raise ValueError(f"latent site {name!r} of the model is not sampled by the guide")
         guide_site = guide_trace.nodes[name]
         q, p = guide_site["fn"], site["fn"]
-        if method == "analytic" and lookup(q, p) is not None:
-            value = kl_divergence(q, p, method="analytic", validate=False)
+        value = _closed_form_kl(q, p) if method == "analytic" else None
+        if value is not None:
             value = scale_and_mask(value, scale=guide_site["scale"], mask=guide_site["mask"])
             if torch.is_tensor(value):
                 kl[name] = value.sum()
@@ -242,6 +254,6 @@ def kl_fallback_sites(
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and not site["is_observed"] and name in guide_trace.nodes:
             q, p = guide_trace.nodes[name]["fn"], site["fn"]
-            if lookup(q, p) is None:
+            if _closed_form_kl(q, p) is None:
                 out[name] = (type(q).__name__, type(p).__name__)
     return out
