@@ -18,7 +18,7 @@ import torch
 from torch.distributions import Binomial, Distribution, Geometric, Poisson
 
 from probgen.kl.bernoulli import binary_kl, given_parameter, two_point
-from probgen.kl.discrete_terms import grad_needed, poisson_term
+from probgen.kl.discrete_terms import grad_needed, poisson_term_of_rates
 from probgen.kl.registry import register_kl
 
 __all__ = ["binomial_kl_sum"]
@@ -37,7 +37,7 @@ def _kl_poisson_poisson(p: Poisson, q: Poisson) -> torch.Tensor:
         Tensor of shape ``broadcast(p.batch_shape, q.batch_shape)``. Reference:
         ``docs/kl/discrete.md``.
     """
-    return poisson_term(p.rate, q.rate, p.rate - q.rate)
+    return poisson_term_of_rates(p.rate, q.rate)
 
 
 @register_kl(Geometric, Geometric)

@@ -42,6 +42,7 @@ __all__ = [
     "direct_above",
     "grad_needed",
     "poisson_term",
+    "poisson_term_of_rates",
     "poisson_term_su",
     "refine",
     "xlog_ratio",
@@ -111,6 +112,42 @@ def poisson_term(x: torch.Tensor, y: torch.Tensor, diff: torch.Tensor) -> torch.
     s = x + y
     u = diff / s.clamp_min(torch.finfo(s.dtype).tiny)  # 0 where x = y = 0
     return poisson_term_su(x, y, s, u)
+
+
+# |u| below which poisson_term_of_rates leaves the direct form: its relative error is at most
+# 1.45·eps/|u| (measured at 2e6 points, rates 1e-6 … 1e6, 1e-4 ≤ |u| ≤ 0.14), so ≤ 3.5e-12 in
+# float64 and ≤ 1.8e-5 in float32 above these.
+_RATES_DIRECT_ABOVE = {torch.float64: 1e-4, torch.float32: 0.01}
+
+
+def poisson_term_of_rates(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """t(x, y) for rates x, y whose difference x − y is formed here (exact when they are close).
+
+    Same result as :func:`poisson_term` with fewer passes: the direct form x·log1p(δ/y) − δ
+    (δ = x − y; log1p's argument floored at −1 + eps, which costs at most ~16·eps·y where
+    t ≥ 0.15·y) everywhere, and :func:`poisson_term` on the elements with |u| below
+    :data:`_RATES_DIRECT_ABOVE` (u = δ/(x + y) = tanh(log(x/y)/2), so |u| < τ ⇔
+    |log(x/y)| < 2·atanh(τ)), where it loses digits.
+
+    Args:
+        x, y: broadcastable tensors of nonnegative values.
+
+    Returns:
+        Tensor of the broadcast shape, ≥ 0 (see :func:`poisson_term`).
+    """
+    diff = x - y
+    dtype = diff.dtype
+    threshold = 2 * math.atanh(_RATES_DIRECT_ABOVE.get(dtype, 0.1))
+    floor = -1 + torch.finfo(dtype).eps
+    t = diff / y
+    if grad_needed(x, y):
+        log_r = torch.log1p(t.clamp_min(floor))
+        score, direct = log_r.detach().abs(), x * log_r - diff
+    else:
+        log_r = t.clamp_min_(floor).log1p_()
+        score = log_r.abs()  # NaN where x = y = 0: recomputed by poisson_term (0)
+        direct = log_r.mul_(x).sub_(diff)
+    return refine(direct, score, threshold, poisson_term, x, y, diff)
 
 
 def grad_needed(*tensors: torch.Tensor | None) -> bool:

@@ -373,3 +373,23 @@ def test_categorical_batched_rows_around_the_fast_path_threshold(dtype, k):
         eb = [mp.exp(mp.mpf(x)) for x in q.logits[row].tolist()]
         ref = _ref_categorical(ea, eb)
         assert _close(values[row].item(), ref, dtype), (row, values[row].item(), float(ref))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_batched_across_ratios_against_mpmath(dtype):
+    # |u| = |λp − λq|/(λp + λq) from 1e-7 to 1 − 1e-6 across scales: both sides of the direct
+    # form's threshold, and ratios where λp − λq rounds to −λq.
+    g = torch.Generator().manual_seed(11)
+    n = 300
+    span = 13.0 if dtype == torch.float32 else 60.0
+    x = torch.exp((torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * span)
+    u = torch.exp(-torch.rand(n, generator=g, dtype=torch.float64) * 16).clamp_max(1 - 1e-6)
+    u = u * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).double()
+    a, b = x.to(dtype), (x * (1 - u) / (1 + u)).to(dtype)
+    a = torch.cat([a, torch.tensor([1e-10, 0.0, 3.0], dtype=dtype)])
+    b = torch.cat([b, torch.tensor([1.0, 2.0, 3.0], dtype=dtype)])
+    values = torch_kl(Poisson(a), Poisson(b))
+    for v, xa, yb in zip(values.tolist(), a.tolist(), b.tolist(), strict=True):
+        xm, ym = mp.mpf(xa), mp.mpf(yb)
+        ref = ym if xa == 0 else xm * mp.log(xm / ym) - xm + ym
+        assert _close(v, ref, dtype), (xa, yb, v, float(ref))
