@@ -14,6 +14,7 @@ from torch.distributions import (
     Dirichlet,
     Distribution,
     Independent,
+    MixtureSameFamily,
     OneHotCategorical,
     TransformedDistribution,
     constraints,
@@ -23,13 +24,25 @@ from torch.distributions.utils import lazy_property
 __all__ = ["check_distribution", "check_pair"]
 
 
-def _describe_bad(value: torch.Tensor, ok: torch.Tensor) -> str:
+def _describe_bad(value: torch.Tensor, constraint: constraints.Constraint, ok: torch.Tensor) -> str:
+    """The first offending value and its index: the element where the constraint is
+    elementwise (also inside ``independent``), else the whole event (simplex, lower Cholesky,
+    positive definite) with its batch index."""
     bad = value.detach()
-    if ok.shape != bad.shape:
-        # Constraints with an event dimension (simplex, positive definite) reduce it.
-        ok = ok.reshape(ok.shape + (1,) * (bad.dim() - ok.dim())).expand_as(bad)
-    index = tuple(int(i) for i in (~ok).nonzero()[0])
-    return f"{bad[index].item()!r} at index {index}"
+    base = constraint
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    if base is not constraint:
+        elementwise = base.check(bad)
+        if elementwise.shape == bad.shape and not bool(elementwise.all()):
+            ok = elementwise
+    if ok.shape == bad.shape:
+        index = tuple(int(i) for i in (~ok).nonzero()[0])
+        return f"{bad[index].item()!r} at index {index}"
+    batch_index = tuple(int(i) for i in (~ok).nonzero()[0])
+    event = bad[batch_index]
+    shown = event.tolist() if event.numel() <= 16 else f"a tensor of shape {tuple(event.shape)}"
+    return f"{shown} at batch index {batch_index}"
 
 
 def check_distribution(d: Distribution, name: str = "p") -> None:
@@ -37,7 +50,8 @@ def check_distribution(d: Distribution, name: str = "p") -> None:
 
     Args:
         d: the distribution. ``Independent`` and ``TransformedDistribution`` are checked through
-            their base distribution.
+            their base distribution, ``MixtureSameFamily`` through its mixing and component
+            distributions.
         name: how the distribution is called in the error message (``"p"`` or ``"q"``).
     """
     if isinstance(d, Independent):
@@ -45,6 +59,10 @@ def check_distribution(d: Distribution, name: str = "p") -> None:
         return
     if isinstance(d, TransformedDistribution):
         check_distribution(d.base_dist, name)
+        return
+    if isinstance(d, MixtureSameFamily):
+        check_distribution(d.mixture_distribution, name)
+        check_distribution(d.component_distribution, name)
         return
     for param, constraint in d.arg_constraints.items():
         if isinstance(getattr(type(d), param, None), lazy_property) and param not in d.__dict__:
@@ -67,7 +85,7 @@ def check_distribution(d: Distribution, name: str = "p") -> None:
         if not bool(ok.all()):
             raise ValueError(
                 f"{name}: parameter {param!r} of {type(d).__name__} must satisfy {constraint}, "
-                f"found {_describe_bad(value, ok)}"
+                f"found {_describe_bad(value, constraint, ok)}"
             )
 
 

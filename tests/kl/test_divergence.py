@@ -190,3 +190,27 @@ def test_dependent_constraints_are_skipped_not_an_error():
     assert torch.allclose(probgen.kl_divergence(delta, q), expected, rtol=1e-12)
     with pytest.raises(ValueError, match=r"p: parameter 'v' of Delta is NaN"):
         probgen.kl_divergence(dist.Delta(torch.tensor(math.nan)), Normal(0.0, 1.0))
+
+
+def test_event_constraint_violation_shows_the_bad_value():
+    from torch.distributions import LowRankMultivariateNormal, MultivariateNormal
+
+    mvn = MultivariateNormal(torch.zeros(2), torch.eye(2))
+    # Elementwise inside an independent constraint: the element itself, not its row's first.
+    low_rank = LowRankMultivariateNormal(
+        torch.zeros(2), torch.ones(2, 1), torch.tensor([1.0, -1.0]), validate_args=False
+    )
+    with pytest.raises(ValueError, match=r"'cov_diag'.*found -1\.0 at index \(1,\)"):
+        probgen.kl_divergence(low_rank, mvn)
+    # A matrix constraint: the whole offending matrix.
+    tril = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    bad = MultivariateNormal(torch.zeros(2), scale_tril=tril, validate_args=False)
+    with pytest.raises(ValueError, match=r"'scale_tril'.*\[\[1\.0, 0\.0\], \[0\.0, -1\.0\]\]"):
+        probgen.kl_divergence(bad, mvn)
+
+
+def test_mixture_components_are_validated():
+    bad = Normal(torch.zeros(2), torch.tensor([1.0, -1.0]), validate_args=False)
+    p = MixtureSameFamily(Categorical(torch.ones(2)), bad)
+    with pytest.raises(ValueError, match=r"p: parameter 'scale' of Normal.*-1\.0 at index \(1,\)"):
+        probgen.kl_divergence(p, Normal(0.0, 1.0), method="mc", seed=0)
