@@ -12,7 +12,7 @@ from probgen.kl.monte_carlo import Estimator, check_mc_args, mc_kl
 from probgen.kl.policy import mc_is_cheaper
 from probgen.kl.registry import lookup
 from probgen.kl.result import KLResult
-from probgen.kl.validation import check_pair
+from probgen.kl.validation import check_pair, nonfinite_parameter
 
 __all__ = ["METHODS", "KLMethodWarning", "kl_divergence"]
 
@@ -40,6 +40,12 @@ def _analytic(p: Distribution, q: Distribution, shape: torch.Size, validated: bo
     if bool(torch.isnan(value).any()):
         if not validated:
             check_pair(p, q)  # names the invalid parameter behind the NaN, if there is one
+        infinite = nonfinite_parameter(p, "p") or nonfinite_parameter(q, "q")
+        if infinite is not None:
+            raise ValueError(
+                f"{infinite}: the KL is undefined there (closed form "
+                f"{fn.__module__}.{fn.__name__} gives NaN)"
+            )
         raise RuntimeError(
             f"closed form {fn.__module__}.{fn.__name__} returned NaN for valid input "
             f"p={p}, q={q}; please report this"

@@ -21,7 +21,7 @@ from torch.distributions import (
 )
 from torch.distributions.utils import lazy_property
 
-__all__ = ["check_distribution", "check_pair"]
+__all__ = ["check_distribution", "check_pair", "nonfinite_parameter"]
 
 
 def _describe_bad(value: torch.Tensor, constraint: constraints.Constraint, ok: torch.Tensor) -> str:
@@ -87,6 +87,33 @@ def check_distribution(d: Distribution, name: str = "p") -> None:
                 f"{name}: parameter {param!r} of {type(d).__name__} must satisfy {constraint}, "
                 f"found {_describe_bad(value, constraint, ok)}"
             )
+
+
+def nonfinite_parameter(d: Distribution, name: str = "p") -> str | None:
+    """A description of the first ±inf parameter of ``d`` (through wrappers), or None.
+
+    Infinite parameters pass the constraints (``real``, ``positive``) and some are meaningful
+    (a logit of −inf masks a class), so they are not refused up front; this names one when a
+    closed form came out NaN."""
+    if isinstance(d, (Independent, TransformedDistribution)):
+        return nonfinite_parameter(d.base_dist, name)
+    if isinstance(d, MixtureSameFamily):
+        return nonfinite_parameter(d.mixture_distribution, name) or nonfinite_parameter(
+            d.component_distribution, name
+        )
+    for param in d.arg_constraints:
+        if isinstance(getattr(type(d), param, None), lazy_property) and param not in d.__dict__:
+            continue
+        value = getattr(d, param, None)
+        if torch.is_tensor(value) and value.is_floating_point():
+            inf = torch.isinf(value.detach())
+            if bool(inf.any()):
+                index = tuple(int(i) for i in inf.nonzero()[0])
+                return (
+                    f"{name}: parameter {param!r} of {type(d).__name__} is "
+                    f"{value[index].item()!r} at index {index}"
+                )
+    return None
 
 
 def _num_classes(d: Distribution) -> int | None:

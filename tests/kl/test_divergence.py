@@ -214,3 +214,11 @@ def test_mixture_components_are_validated():
     p = MixtureSameFamily(Categorical(torch.ones(2)), bad)
     with pytest.raises(ValueError, match=r"p: parameter 'scale' of Normal.*-1\.0 at index \(1,\)"):
         probgen.kl_divergence(p, Normal(0.0, 1.0), method="mc", seed=0)
+
+
+def test_nan_from_an_infinite_parameter_names_it():
+    # inf passes the 'real' constraint, but KL(N(inf, 1) ‖ N(inf, 1)) is undefined.
+    inf = torch.tensor(math.inf)
+    p, q = Normal(inf, 1.0, validate_args=False), Normal(inf, 1.0, validate_args=False)
+    with pytest.raises(ValueError, match=r"p: parameter 'loc' of Normal is inf at index \(\)"):
+        probgen.kl_divergence(p, q)
