@@ -12,7 +12,7 @@ __all__ = ["KLResult", "Method"]
 Method = Literal["analytic", "mc"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KLResult:
     """A KL value together with how it was computed.
 

@@ -118,6 +118,8 @@ class VAE(PyroModule):
         if free_bits is not None and not (math.isfinite(free_bits) and free_bits >= 0):
             raise ValueError(f"free_bits must be None or a finite number ≥ 0, got {free_bits!r}")
         self.free_bits = None if free_bits is None else float(free_bits)
+        if not (isinstance(min_scale, int | float) and math.isfinite(min_scale) and min_scale >= 0):
+            raise ValueError(f"min_scale must be a finite number ≥ 0, got {min_scale!r}")
         self.min_scale = float(min_scale)
         if isinstance(likelihood, str):
             lik = get_likelihood(likelihood, **likelihood_kwargs)
@@ -147,6 +149,7 @@ class VAE(PyroModule):
     @pyro_method
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Location and scale of q(z | x), each of shape ``(N, L)``, from data ``(N, D)``."""
+        self._check_width(x)
         h = self.encoder(self.likelihood.encoder_input(x))
         if h.shape[-1] != 2 * self.latent_dim:
             raise ValueError(
@@ -160,6 +163,12 @@ class VAE(PyroModule):
     def decode(self, z: Tensor) -> Tensor:
         """Decoder output ``(..., num_params(D))`` from latents ``(..., L)``."""
         return self.decoder(z)
+
+    def _check_width(self, x: Tensor) -> None:
+        if x.shape[-1] != self.data_dim:
+            raise ValueError(
+                f"x must have {self.data_dim} columns (data_dim), got shape {tuple(x.shape)}"
+            )
 
     def check_data(self, x: Tensor) -> None:
         """``ValueError`` unless ``x`` has shape ``(N, D)`` and lies in the likelihood's support
@@ -186,6 +195,7 @@ class VAE(PyroModule):
     @pyro_method
     def model(self, x: Tensor, kl_weight: float = 1.0) -> None:
         """p(x, z): latent site ``"z"`` (weighted by β), observed site ``"x"``, plate ``"data"``."""
+        self._check_width(x)
         n = x.shape[0]
         with pyro.plate("data", n):
             prior = dist.Normal(x.new_zeros(n, self.latent_dim), 1.0).to_event(1)

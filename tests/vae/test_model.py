@@ -154,3 +154,19 @@ def test_bad_input(vae, x):
         VAE(D, 0)
     with pytest.raises(ValueError, match="unknown likelihood"):
         VAE(D, L, likelihood="poisson")
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_min_scale_must_be_finite_and_nonnegative(bad):
+    with pytest.raises(ValueError, match="min_scale must be a finite number ≥ 0"):
+        VAE(64, 2, min_scale=bad)
+
+
+def test_data_of_the_wrong_width_is_named():
+    vae = VAE(64, 2, hidden=(8,))
+    with pytest.raises(
+        ValueError, match=r"x must have 64 columns \(data_dim\), got shape \(3, 10\)"
+    ):
+        vae.model(torch.zeros(3, 10))
+    with pytest.raises(ValueError, match="x must have 64 columns"):
+        vae.guide(torch.zeros(3, 10))
