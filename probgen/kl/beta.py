@@ -30,9 +30,11 @@ from probgen.kl.registry import register_kl
 from probgen.kl.special import (
     _TOLERANCE,
     _ULPS,
+    Selection,
     binet_bregman,
     fast_or_stable,
     g_of,
+    gather,
     lgamma_diff,
     working_dtype,
 )
@@ -69,10 +71,9 @@ def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     else:
         value, magnitude = _with_float32_lgamma(alpha, beta)
 
-    def stable(mask: torch.Tensor) -> torch.Tensor:
-        shape = (*mask.shape, alpha.shape[-1])
+    def stable(selection: Selection) -> torch.Tensor:
         return _dirichlet_kl_stable(
-            alpha.expand(shape)[mask].to(work), beta.expand(shape)[mask].to(work)
+            *(x.to(work) for x in gather(selection, alpha, beta, event_dims=1))
         )
 
     return fast_or_stable(value, magnitude, stable, dtype)
@@ -142,8 +143,7 @@ def _with_float32_lgamma(
         lg_bound += magnitude * (_ULPS * torch.finfo(torch.float64).eps)
         redo = ~(lg_bound <= (value.abs() * _RTOL32).clamp_min_(_ATOL32))
     if bool(redo.any()):
-        shape = (*redo.shape, alpha.shape[-1])
-        am, bm = alpha.expand(shape)[redo], beta.expand(shape)[redo]
+        am, bm = gather(redo, alpha, beta, event_dims=1)
         lg64 = torch.lgamma(bm.to(torch.float64)) - torch.lgamma(am.to(torch.float64))
         lg32 = _last_sum(torch.lgamma(bm) - torch.lgamma(am)).to(torch.float64)
         # the float32 sum used above, replaced by the float64 one

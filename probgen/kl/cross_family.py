@@ -39,6 +39,7 @@ from torch.distributions.utils import lazy_property
 
 from probgen.kl.continuous_bernoulli import _log_partition
 from probgen.kl.registry import KLFn, register_kl
+from probgen.kl.special import gather
 
 __all__ = ["in_float64"]
 
@@ -122,7 +123,7 @@ def _beta_float32(q_type: type, rest: _Rest) -> KLFn:
             if redo.shape != value.shape:
                 redo = redo.expand(value.shape)
         if bool(redo.any()):
-            cm = conc.expand(*redo.shape, 2)[redo]
+            (cm,) = gather(redo, conc, event_dims=1)
             correction = torch.lgamma(cm.to(torch.float64)) - torch.lgamma(cm).to(torch.float64)
             value = value.masked_scatter(redo, value[redo] - correction.sum(-1))
         return value.to(dtype).clamp_min_(0)

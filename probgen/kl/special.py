@@ -30,17 +30,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from typing import NamedTuple
 
 import torch
 
 from probgen.kl.stable import one_plus_x_log1p_minus_x, x_minus_log1p
 
 __all__ = [
+    "Selection",
     "binet_bregman",
     "digamma_diff",
     "fast_or_stable",
     "g_of",
     "gamma_shape_kl",
+    "gather",
     "lgamma_bregman",
     "lgamma_diff",
     "working_dtype",
@@ -81,38 +84,82 @@ _ULPS = 8
 _TOLERANCE = {torch.float64: (2.5e-11, 0.0), torch.float32: (2.5e-5, 2.5e-8)}
 
 
+class Selection(NamedTuple):
+    """Batch elements picked by a boolean ``mask`` (at least 1-D), with their indices
+    ``idx = mask.nonzero(as_tuple=True)`` computed once."""
+
+    mask: torch.Tensor
+    idx: tuple[torch.Tensor, ...]
+
+
 def fast_or_stable(
     value: torch.Tensor,
     magnitude: torch.Tensor,
-    stable: Callable[[torch.Tensor], torch.Tensor],
+    stable: Callable[[Selection], torch.Tensor],
     dtype: torch.dtype,
+    ulps: float = _ULPS,
 ) -> torch.Tensor:
     """Keep a textbook KL where its rounding error is harmless; recompute the rest stably.
 
     Args:
         value: the KL from the textbook formula, in the working dtype, any shape.
         magnitude: M of that shape (see above), without autograd history; it is overwritten.
-        stable: maps a boolean mask of that shape to the stable KL of the masked elements
-            (a 1-D tensor in mask order); called only if some element needs it.
+        stable: maps a :class:`Selection` of elements of that shape (a 0-dim ``value`` is
+            seen as shape ``(1,)``) to their stable KL (a 1-D tensor in mask order; use
+            :func:`gather`); called only if some element needs it.
         dtype: the dtype of the result, whose accuracy target decides what is kept.
+        ulps: the rounding bound's multiple of eps·M; 8 covers torch's digamma, a formula
+            without digamma may pass its own (smaller) count.
 
     Returns:
         Tensor of ``value``'s shape in ``dtype``, ≥ 0: ``value`` where
-        ``8·eps·M ≤ max(rtol/4 · value, atol/4)``, the stable values elsewhere.
+        ``ulps·eps·M ≤ max(rtol/4 · value, atol/4)``, the stable values elsewhere.
     """
     rtol, atol = _TOLERANCE.get(dtype, _TOLERANCE[torch.float32])
+    shape = value.shape
+    if value.dim() == 0:
+        value, magnitude = value.reshape(1), magnitude.reshape(1)
     with torch.no_grad():
-        bound = magnitude.mul_(_ULPS * torch.finfo(value.dtype).eps)
+        bound = magnitude.mul_(ulps * torch.finfo(value.dtype).eps)
         threshold = value.detach() * rtol
         if atol:
             threshold.clamp_min_(atol)
         threshold.clamp_max_(torch.finfo(value.dtype).max)  # an infinite value is redone
-        redo = ~(bound <= threshold)  # also where the bound is NaN
-    if bool(redo.any()):
-        value = value.masked_scatter(redo, stable(redo).to(value.dtype))
+        redo = torch.le(bound, threshold).logical_not_()  # also where the bound is NaN
+        idx = redo.nonzero(as_tuple=True)
+    if idx[0].numel():
+        values = stable(Selection(redo, idx)).to(value.dtype)
+        value = value.index_put(idx, values)
     if value.dtype != dtype:
         value = value.to(dtype)
-    return value.clamp_min_(0)
+    return value.clamp_min_(0).reshape(shape)
+
+
+def gather(
+    selection: torch.Tensor | Selection, *tensors: torch.Tensor, event_dims: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """The elements of each tensor at the selected batch positions, in mask order, with one
+    ``nonzero`` for all of them (boolean indexing repeats it per tensor).
+
+    Args:
+        selection: boolean mask of the batch shape, or a :class:`Selection`.
+        tensors: tensors broadcastable to the batch shape plus their last ``event_dims``
+            dimensions.
+        event_dims: number of trailing event dimensions of every tensor.
+
+    Returns:
+        One tensor per input, of shape ``(n, *event)`` with n the number of selected elements.
+    """
+    if isinstance(selection, Selection):
+        mask, idx = selection
+    else:
+        mask = selection if selection.dim() else selection.reshape(1)  # scalar batch: (1,)
+        idx = mask.nonzero(as_tuple=True)
+    out = []
+    for x in tensors:
+        event = x.shape[x.dim() - event_dims :] if event_dims else ()
+        out.append(x.expand(*mask.shape, *event)[idx])
+    return tuple(out)
 
 
 def working_dtype(dtype: torch.dtype) -> torch.dtype:

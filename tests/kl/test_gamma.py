@@ -206,3 +206,26 @@ def test_weibull_gamma_near_equal_grid_float32():
                     v = probgen.kl_divergence(Weibull(ts[0], ts[1]), Gamma(ts[2], ts[3])).item()
                     with mp.workdps(60):
                         _check(v, _ref_weibull_gamma(*(float(t) for t in ts)), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_exponential_gamma_batched_against_mpmath(dtype):
+    # One batch mixing elements kept in the fast path and elements redone (near-equal laws,
+    # concentrations near 1, far rates): the selection and scatter of the redone ones.
+    g = torch.Generator().manual_seed(5)
+    n = 200
+    lam = torch.exp(torch.randn(n, generator=g, dtype=torch.float64) * 3)
+    a = torch.exp(torch.randn(n, generator=g, dtype=torch.float64) * 2)
+    a[::4] = 1 + torch.randn(n // 4, generator=g, dtype=torch.float64) * 1e-4
+    b = lam * torch.exp(torch.randn(n, generator=g, dtype=torch.float64))
+    b[::4] = lam[::4] * (1 + 1e-5)
+    lam_t, a_t, b_t = lam.to(dtype), a.to(dtype), b.to(dtype)
+    values = probgen.kl_divergence(
+        Exponential(lam_t.reshape(10, 20)), Gamma(a_t.reshape(10, 20), b_t.reshape(10, 20))
+    )
+    assert values.shape == (10, 20)
+    with mp.workdps(60):
+        for v, x, y, z in zip(
+            values.flatten().tolist(), lam_t.tolist(), a_t.tolist(), b_t.tolist(), strict=True
+        ):
+            _check(v, _ref_gamma(1.0, x, y, z), dtype)

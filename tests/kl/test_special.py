@@ -83,3 +83,18 @@ def test_broadcasting():
     out = special.gamma_shape_kl(torch.rand(3, 1) + 0.5, torch.rand(4) * 20 + 0.5)
     assert out.shape == (3, 4)
     assert (out >= 0).all()
+
+
+def test_gather_selects_batch_elements_with_event_dimensions_and_scalar_batches():
+    from probgen.kl.special import gather
+
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    x = torch.arange(6.0).reshape(2, 3)
+    conc = torch.arange(6.0).reshape(3, 2)  # batch (3,) broadcast to (2, 3), event (2,)
+    (gx,), (gc,) = gather(mask, x), gather(mask, conc, event_dims=1)
+    assert gx.tolist() == [0.0, 2.0, 5.0]
+    assert gc.tolist() == [[0.0, 1.0], [4.0, 5.0], [4.0, 5.0]]
+    (one,) = gather(torch.tensor(True), torch.tensor([7.0, 8.0]), event_dims=1)
+    assert one.tolist() == [[7.0, 8.0]]
+    (none,) = gather(torch.tensor(False), torch.tensor(3.0))
+    assert none.shape == (0,)
