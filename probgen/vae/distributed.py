@@ -260,8 +260,9 @@ class StopSignals:
     sends to stop its workers) only set ``requested``, and the loop stops at the next step.
 
     With ``escalate`` (one process), a second signal interrupts at once. Several processes do not
-    escalate: Ctrl-C in a terminal reaches each worker twice (from the terminal and forwarded by
-    torchrun), and all of them must stop at the same step. Inactive outside the main thread.
+    escalate: a launcher may deliver a signal more than once (torchrun forwards Ctrl-C and then
+    sends SIGTERM), and all processes must stop at the same step. Inactive outside the main
+    thread.
     """
 
     def __init__(self, signals: Sequence[int] = (signal.SIGINT,), escalate: bool = True) -> None:
@@ -309,13 +310,18 @@ def launch(nproc: int, argv: Sequence[str], *, env: dict[str, str] | None = None
     """Run ``probgen <argv>`` under ``torchrun --standalone --nproc-per-node=nproc``; returns
     its exit status (0 when every process succeeded).
 
-    Ctrl-C reaches the workers directly (same terminal process group) and through torchrun; this
-    process waits for them to write their checkpoint and stop.
+    Ctrl-C reaches torchrun, which forwards it to the workers; this process waits for them to
+    write their checkpoint and stop, and then returns 130.
     """
     cmd = torchrun_command(nproc, argv)
     proc = subprocess.Popen(cmd, env=env)
+    interrupted = False
     while True:
         try:
-            return proc.wait()
+            code = proc.wait()
+            break
         except KeyboardInterrupt:
-            continue  # the workers got the signal too and stop cleanly; wait for them
+            # torchrun got it too and forwards it; the workers stop at the same step and
+            # rank 0 writes the checkpoint. Wait for them.
+            interrupted = True
+    return 130 if interrupted and code else code

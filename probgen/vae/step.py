@@ -36,7 +36,9 @@ from pyro.distributions import Unit
 from pyro.infer import ELBO, SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch import Tensor
 
+from probgen.vae.distributed import Distributed, ELBOLossModule, wrap_ddp
 from probgen.vae.fast_elbo import UnsupportedGuide, elbo_loss
+from probgen.vae.noise import FixedNoise
 
 #: Names of the ELBO estimators: ``trace`` (KL sampled), ``meanfield`` (KL analytic).
 ELBOS: dict[str, type[ELBO]] = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
@@ -53,12 +55,14 @@ class StepTerms:
     """Terms of one step's objective, summed over the batch (nats).
 
     ``recon`` = −log p(x|z) at the sampled z; ``kl`` = loss − recon, the weighted KL term as
-    trained (β·KL, plus any free-bits adjustment); ``loss`` = recon + kl.
+    trained (β·KL, plus any free-bits adjustment); ``loss`` = recon + kl. ``stop``: some process
+    asked to stop (Ctrl-C) at this step.
     """
 
     loss: float
     recon: float
     kl: float
+    stop: bool = False
 
 
 def _recording(cls: type[ELBO]) -> type[ELBO]:
@@ -139,11 +143,25 @@ class Stepper:
     :class:`NonFiniteLossError` naming the term; the fast engine raises before any update.
     """
 
-    def __init__(self, vae: Any, elbo: str = "meanfield", engine: str = "fast", lr: float = 1e-3):
+    def __init__(
+        self,
+        vae: Any,
+        elbo: str = "meanfield",
+        engine: str = "fast",
+        lr: float = 1e-3,
+        *,
+        distributed: Distributed | None = None,
+    ):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         if not (lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive finite number, got {lr}")
+        self.distributed = distributed if distributed is not None else Distributed()
+        if self.distributed.enabled and engine != "fast":
+            raise ValueError(
+                f"engine {engine!r} runs in one process; with {self.distributed.world_size} "
+                f"processes use engine 'fast'"
+            )
         self.vae = vae
         self.engine = engine
         self.elbo = make_elbo(elbo)
@@ -152,6 +170,10 @@ class Stepper:
         self._checked = False
         if engine == "fast":
             self.optimizer: Any = torch.optim.Adam(vae.parameters(), lr=lr, fused=True)
+            if self.distributed.enabled:
+                # Wrapped after the optimizer: DDP broadcasts rank 0's parameters in place.
+                module = ELBOLossModule(vae, self._local_loss, self.distributed.world_size, 3)
+                self._module = wrap_ddp(module, self.distributed)
         else:
             self.optimizer = pyro.optim.Adam({"lr": lr})
             self.svi = SVI(vae.model, vae.guide, self.optimizer, loss=self.elbo)
@@ -165,13 +187,9 @@ class Stepper:
             )
         return recon, loss - recon
 
-    def step(self, x: Tensor, kl_weight: float = 1.0) -> StepTerms:
-        """One optimizer step on the batch ``x``; returns the batch's terms (sums, nats)."""
-        if self.engine == "svi":
-            with _nan_reported_here():
-                loss = float(self.svi.step(x, kl_weight))
-            recon, kl = self._terms(loss)
-            return StepTerms(loss, recon, kl)
+    def _local_loss(self, x: Tensor, kl_weight: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(loss, recon, kl, latent_bad)`` of the rows ``x`` (sums; the last three detached;
+        ``latent_bad`` is 1.0 where a latent term is not finite, else 0.0)."""
         with pyro.validation_enabled(False):
             if self._lean:
                 # The first step finds out whether the guide is supported; if not, it rewinds
@@ -182,16 +200,51 @@ class Stepper:
                         self.vae.model, self.vae.guide, x, kl_weight, analytic=self._analytic
                     )
                     self._checked = True
+                    bad = (~torch.isfinite(kl_t)).to(kl_t.dtype)
+                    return loss_t, recon_t, kl_t, bad
                 except UnsupportedGuide:
                     if rng is None:
                         raise
                     torch.set_rng_state(rng)
                     self._lean = False
-            if not self._lean:
-                with _nan_reported_here():
-                    loss_t = self.elbo.differentiable_loss(
-                        self.vae.model, self.vae.guide, x, kl_weight
-                    )
+            with _nan_reported_here():
+                loss_t = self.elbo.differentiable_loss(self.vae.model, self.vae.guide, x, kl_weight)
+        model_trace, guide_trace = self.elbo.last_traces
+        recon_t = -observed_log_prob(model_trace).to(loss_t.device)
+        kl_t = loss_t.detach() - recon_t
+        bad = 0.0 if latent_terms_finite(model_trace, guide_trace) else 1.0
+        return loss_t, recon_t, kl_t, torch.full_like(recon_t, bad)
+
+    def step(
+        self,
+        x: Tensor,
+        kl_weight: float = 1.0,
+        *,
+        noise: Tensor | None = None,
+        stop: bool = False,
+    ) -> StepTerms:
+        """One optimizer step on the batch ``x``; returns the batch's terms (sums, nats).
+
+        Args:
+            x: ``(batch, data_dim)``, this process's rows of the global batch.
+            kl_weight: β of this step.
+            noise: ``(batch, latent_dim)`` standard normal noise of these rows
+                (:func:`probgen.vae.noise.step_noise`); ``None`` draws from the global RNG.
+            stop: this process wants to stop (Ctrl-C); with several processes the returned
+                ``StepTerms.stop`` is true when any process asked, so all stop together.
+
+        With several processes the returned terms are sums over the global batch.
+        """
+        fixed = FixedNoise({"z": noise}) if noise is not None else contextlib.nullcontext()
+        if self.engine == "svi":
+            with fixed, _nan_reported_here():
+                loss = float(self.svi.step(x, kl_weight))
+            recon, kl = self._terms(loss)
+            return StepTerms(loss, recon, kl, stop)
+        if self.distributed.enabled:
+            return self._distributed_step(x, kl_weight, fixed, stop)
+        with fixed:
+            loss_t, recon_t, kl_t, _ = self._local_loss(x, kl_weight)
         loss = float(loss_t.detach())
         if self._lean:
             recon, kl = float(recon_t), float(kl_t)
@@ -202,7 +255,25 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         loss_t.backward()
         self.optimizer.step()
-        return StepTerms(loss, recon, kl)
+        return StepTerms(loss, recon, kl, stop)
+
+    def _distributed_step(self, x: Tensor, kl_weight: float, fixed: Any, stop: bool) -> StepTerms:
+        """DDP: backward (DDP averages the W-scaled gradients), one all-reduce of the terms and
+        the stop flags, then the update unless the global loss is not finite."""
+        with fixed:
+            loss_t, recon_t, kl_t, bad = self._module(x, kl_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.distributed.collective("the gradient all-reduce (backward pass)"):
+            loss_t.backward()
+        world = self.distributed.world_size
+        local = torch.stack([loss_t.detach() / world, recon_t, kl_t, bad]).to(torch.float64)
+        flags = torch.tensor([float(stop)], dtype=torch.float64, device=local.device)
+        sums = self.distributed.all_reduce_sum(torch.cat([local, flags]))
+        loss, recon, kl, bad_sum, stops = sums.tolist()
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(describe_nonfinite(loss, recon, bad_sum == 0))
+        self.optimizer.step()
+        return StepTerms(loss, recon, kl, stops > 0)
 
     def optimizer_state(self) -> dict[str, Any]:
         """The optimizer's state (moments, step counts), for a checkpoint."""

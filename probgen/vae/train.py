@@ -1,9 +1,10 @@
-"""Training a VAE on the digits with SVI: epochs, evaluation, checkpoints, resume, Ctrl-C.
+"""Training a VAE with SVI: epochs, evaluation, checkpoints, resume, Ctrl-C, several processes.
 
 :func:`train` runs ``config.epochs`` epochs of mini-batch steps (:class:`probgen.vae.step.Stepper`)
-on the fixed train split of :func:`probgen.vae.data.load_digits_split`. After every epoch it
-evaluates the ELBO on the whole train and test sets and writes a checkpoint; at the end it
-estimates the test log-likelihood with the IWAE bound and writes metrics, plots and a report.
+on the fixed train split of the digits (:func:`probgen.vae.data.load_digits_split`) or of a
+user's data (:mod:`probgen.vae.training_data`). After every epoch it evaluates the ELBO on the
+train and test sets and writes a checkpoint; at the end it estimates the test log-likelihood with
+the IWAE bound and writes metrics, plots and a report.
 
 Evaluated values are per example, in nats, with β = 1 and without free bits, whatever the
 training objective, so they are bounds on log p(x) and comparable across settings:
@@ -13,19 +14,23 @@ training objective, so they are bounds on log p(x) and comparable across setting
 with the KL in closed form (``probgen.elbo.elbo_terms(method="analytic")``) and one z ~ q(z|x)
 per example for the reconstruction term; IWAE(K) = log (1/K) Σ_k p(x, z_k)/q(z_k|x) ≥ ELBO.
 
-Reproducibility: all randomness comes from the global torch RNG (Pyro's samples) and one
-``torch.Generator`` (the data order), both seeded from ``config.seed`` and saved in every
-checkpoint with the optimizer state and the position in the epoch; evaluation runs under
-``torch.random.fork_rng`` with its own seed. So a run resumed from a checkpoint gives the same
-parameters and metrics as an uninterrupted one.
+Reproducibility: the data order comes from one ``torch.Generator`` seeded from ``config.seed``
+and the reparameterization noise of step s from :func:`probgen.vae.noise.step_noise` (a
+function of the seed, the step and the position in the global batch, not of any RNG state);
+the generator's state, the optimizer state and the position in the epoch are saved in every
+checkpoint, and evaluation runs under ``torch.random.fork_rng`` with its own seed. So a run
+resumed from a checkpoint gives the same parameters and metrics as an uninterrupted one.
+
+Several processes (:mod:`probgen.vae.distributed`, ``torchrun``): every process runs this loop
+on its shard of each global batch with the same noise rows as one process would use; DDP
+averages the gradients, so W processes follow the 1-process run to float rounding. Rank 0 alone
+evaluates, shows progress and writes files; all processes stop at the same step on Ctrl-C.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,73 +41,26 @@ import torch
 from torch import Tensor
 
 from probgen.vae.checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from probgen.vae.data import (
-    ENCODINGS,
-    DigitsSplit,
-    default_encoding,
-    load_digits_split,
-    minibatches,
-)
+from probgen.vae.config import TrainConfig, build_vae, resume_config
+from probgen.vae.data import minibatches
+from probgen.vae.distributed import Distributed, StopSignals, check_world_size
 from probgen.vae.evaluate import evaluate, iwae
-from probgen.vae.step import ELBOS, ENGINES, NonFiniteLossError, Stepper
+from probgen.vae.noise import step_noise
+from probgen.vae.step import NonFiniteLossError, Stepper
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "build_vae",
+    "evaluate",
+    "iwae",
+    "resume_config",
+    "train",
+]
 
 TERMS = ("elbo", "recon", "kl")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of a training run (see ``probgen train-vae --help`` for each)."""
-
-    likelihood: str = "binomial"
-    pixels: str = "auto"
-    elbo: str = "meanfield"
-    engine: str = "fast"
-    latent_dim: int = 16
-    hidden: tuple[int, ...] = (400, 200)
-    beta: float = 1.0
-    schedule: str = "constant"
-    warmup_steps: int = 1000
-    cycle_steps: int = 1000
-    free_bits: float | None = None
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-    iwae_samples: int = 100
-
-    def __post_init__(self) -> None:
-        from probgen.vae.likelihoods import LIKELIHOODS
-        from probgen.vae.schedules import SCHEDULES
-
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        for name, value, valid in (
-            ("likelihood", self.likelihood, sorted(LIKELIHOODS)),
-            ("pixels", self.pixels, ["auto", *ENCODINGS]),
-            ("elbo", self.elbo, sorted(ELBOS)),
-            ("engine", self.engine, list(ENGINES)),
-            ("schedule", self.schedule, list(SCHEDULES)),
-        ):
-            if value not in valid:
-                raise ValueError(f"unknown {name} {value!r}; valid names: {valid}")
-        for name in ("latent_dim", "epochs", "batch_size", "iwae_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be one or more sizes ≥ 1, got {self.hidden!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-
-    @property
-    def encoding(self) -> str:
-        """The pixel encoding used: ``pixels``, or the likelihood's default for ``"auto"``."""
-        return default_encoding(self.likelihood) if self.pixels == "auto" else self.pixels
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (for JSON and checkpoints)."""
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
 
 
 class TrainingDiverged(RuntimeError):
@@ -119,73 +77,17 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the trained VAE, the metric rows, the final test values."""
+    """What :func:`train` returns: the trained VAE, the metric rows, the final test values.
+
+    With several processes only rank 0 evaluates: elsewhere ``metrics`` and ``final`` are empty.
+    ``data`` is the :mod:`probgen.vae.training_data` set trained on.
+    """
 
     vae: Any
     metrics: list[dict[str, float]]
     final: dict[str, float]
     out_dir: Path
-    data: DigitsSplit = field(repr=False)
-
-
-def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
-    """The config of a resumed run: the checkpoint's, with ``epochs`` from ``overrides``.
-
-    Any other option in ``overrides`` that is not ``None`` must equal the saved value (a resumed
-    run continues the same training); otherwise ``ValueError`` names the options and values.
-    """
-    config = TrainConfig(**{**saved, "hidden": tuple(saved["hidden"])})
-    changed = {}
-    for key, value in overrides.items():
-        if key == "epochs" or value is None:
-            continue
-        old = getattr(config, key)
-        if (tuple(value) if key == "hidden" else value) != old:
-            changed[key] = (value, old)
-    if changed:
-        what = ", ".join(f"{k}={new!r} (checkpoint: {old!r})" for k, (new, old) in changed.items())
-        raise ValueError(
-            f"--resume continues the saved run, but these options differ from its settings: {what}"
-        )
-    if overrides.get("epochs") is not None:
-        config = dataclasses.replace(config, epochs=overrides["epochs"])
-    return config
-
-
-def build_vae(config: TrainConfig, data_dim: int) -> Any:
-    """The VAE of ``config`` (fresh parameters drawn from the global torch RNG)."""
-    from probgen.vae.model import VAE
-
-    return VAE(
-        data_dim,
-        latent_dim=config.latent_dim,
-        hidden=config.hidden,
-        likelihood=config.likelihood,
-        free_bits=config.free_bits,
-    )
-
-
-class _SigintGuard:
-    """While active, Ctrl-C only sets ``requested``; the loop stops at the next step boundary
-    (a second Ctrl-C interrupts at once). Inactive outside the main thread."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _SigintGuard:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+    data: Any = field(repr=False)
 
 
 def train(
@@ -197,9 +99,15 @@ def train(
     progress: bool = True,
     plots: bool = True,
     step_hook: Callable[[int, int], None] | None = None,
+    data: Any = None,
+    distributed: Distributed | None = None,
 ) -> TrainResult:
     """Train (or, with ``resume``, continue training) a VAE; write everything to ``out_dir``.
 
+    ``data``: a user's data set instead of ``config.data`` or the digits (a path, an ``(N, …)``
+    array or tensor, or :class:`probgen.vae.user_data.ArrayRows`); it is checked against the
+    likelihood's support before any step. ``distributed``: this process's place in a
+    multi-process run (:func:`probgen.vae.distributed.init_distributed`); default one process.
     ``step_hook(epoch, step)``, if given, is called after every optimizer step (epochs counted
     from 1, steps from 1). Raises :class:`TrainingDiverged` on a non-finite loss (the last good
     checkpoint is kept), :class:`TrainingInterrupted` after Ctrl-C (a checkpoint is written
@@ -208,9 +116,10 @@ def train(
     """
     import pyro
 
-    from probgen.vae.report import write_metrics, write_outputs
     from probgen.vae.schedules import kl_schedule
+    from probgen.vae.training_data import training_set
 
+    d = distributed if distributed is not None else Distributed()
     out_dir = Path(out_dir)
     ckpt_path = out_dir / FILENAME
     saved = load_checkpoint(ckpt_path) if resume else None
@@ -220,16 +129,15 @@ def train(
         raise ValueError("device 'cuda' was requested but CUDA is not available")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    check_world_size(config.batch_size, d.world_size)
 
-    data = load_digits_split(config.encoding)
+    source = training_set(config, data, device)
     pyro.clear_param_store()
     torch.manual_seed(config.seed)
-    vae = build_vae(config, data.data_dim).to(device)
-    train_x, test_x = data.train_x.to(device), data.test_x.to(device)
-    vae.check_data(train_x)
-    vae.check_data(test_x)
+    vae = build_vae(config, source.data_dim).to(device)
+    source.check(vae)
     schedule = kl_schedule(config.schedule, config.beta, config.warmup_steps, config.cycle_steps)
-    stepper = Stepper(vae, config.elbo, config.engine, config.lr)
+    stepper = Stepper(vae, config.elbo, config.engine, config.lr, distributed=d)
     shuffle = torch.Generator().manual_seed(config.seed)
     epoch, step, batch, order, running = 0, 0, 0, None, [0.0, 0.0, 0.0]
     metrics: list[dict[str, float]] = []
@@ -257,17 +165,20 @@ def train(
             "order": order if batch else None,
             "running": running,
             "metrics": metrics,
+            "world_size": d.world_size,
         }
         if device == "cuda":
             s["cuda_rng"] = torch.cuda.get_rng_state()
         return s
 
-    n_train = train_x.shape[0]
+    n_train = source.n_train
     batches_per_epoch = math.ceil(n_train / config.batch_size)
-    bar = _progress_bar(progress, config.epochs * batches_per_epoch, step)
+    bar = _progress_bar(progress and d.is_main, config.epochs * batches_per_epoch, step)
+    # With several processes torchrun stops its workers with SIGTERM: stop cleanly on it too.
+    signals = (signal.SIGINT, signal.SIGTERM) if d.enabled else (signal.SIGINT,)
     started = time.perf_counter()
     try:
-        with _SigintGuard() as sigint:
+        with StopSignals(signals, escalate=not d.enabled) as sigint:
             while epoch < config.epochs:
                 if batch == 0:
                     order = torch.cat(minibatches(n_train, config.batch_size, shuffle))
@@ -275,9 +186,11 @@ def train(
                 assert order is not None
                 batches = order.split(config.batch_size)
                 while batch < len(batches):
-                    x = train_x[batches[batch].to(device)]
+                    rows = batches[batch]
+                    x = source.train_batch(d.shard(rows))
+                    noise = d.shard(step_noise(config.seed, step, len(rows), config.latent_dim))
                     try:
-                        terms = stepper.step(x, schedule(step))
+                        terms = stepper.step(x, schedule(step), noise=noise, stop=sigint.requested)
                     except NonFiniteLossError as exc:
                         raise _diverged(exc, epoch + 1, step + 1, metrics, ckpt_path) from None
                     batch, step = batch + 1, step + 1
@@ -294,33 +207,79 @@ def train(
                             )
                     if step_hook is not None:
                         step_hook(epoch + 1, step)
-                    if sigint.requested:
-                        raise _interrupted(state(), ckpt_path, epoch + 1, step)
+                    # Several processes stop on the flag they agreed on in this step.
+                    if terms.stop if d.enabled else sigint.requested:
+                        raise _interrupted(state(), ckpt_path, epoch + 1, step, d)
                 epoch, batch = epoch + 1, 0
-                row = {
-                    "epoch": epoch,
-                    "step": step,
-                    "beta": schedule(max(step - 1, 0)),
-                    "train_objective": running[0] / n_train,
-                }
-                for split, x in (("train", train_x), ("test", test_x)):
-                    for key, value in evaluate(vae, x, config.seed + epoch).items():
-                        row[f"{split}_{key}"] = value
-                metrics.append(row)
-                save_checkpoint(state(), ckpt_path)
-                write_metrics(out_dir, config, metrics, None)
-                if sigint.requested:
-                    raise _interrupted(state(), ckpt_path, epoch, step)
+                if d.is_main:
+                    metrics.append(_epoch_row(vae, source, config, epoch, step, schedule, running))
+                    save_checkpoint(state(), ckpt_path)
+                    _write_metrics(out_dir, config, metrics, None)
+                if not d.enabled and sigint.requested:
+                    raise _interrupted(state(), ckpt_path, epoch, step, d)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - started
-    final = {f"test_{k}": v for k, v in evaluate(vae, test_x, config.seed + epoch).items()}
-    final["test_iwae"] = iwae(vae, test_x, config.iwae_samples, config.seed + 10**6)
-    final["iwae_samples"] = config.iwae_samples
-    final["train_seconds"] = seconds
-    write_outputs(out_dir, config, metrics, final, vae, data, device, plots=plots)
-    return TrainResult(vae, metrics, final, out_dir, data)
+    final: dict[str, float] = {}
+    if d.is_main:
+        test_x = source.eval_x("test")
+        final = {f"test_{k}": v for k, v in evaluate(vae, test_x, config.seed + epoch).items()}
+        final["test_iwae"] = iwae(vae, test_x, config.iwae_samples, config.seed + 10**6)
+        final["iwae_samples"] = config.iwae_samples
+        final["train_seconds"] = seconds
+        _write_outputs(out_dir, config, metrics, final, vae, source, device, plots)
+    return TrainResult(vae, metrics if d.is_main else [], final, out_dir, source)
+
+
+def _epoch_row(
+    vae: Any, source: Any, config: TrainConfig, epoch: int, step: int, schedule: Any, running: Any
+) -> dict[str, float]:
+    row = {
+        "epoch": epoch,
+        "step": step,
+        "beta": schedule(max(step - 1, 0)),
+        "train_objective": running[0] / source.n_train,
+    }
+    for split in ("train", "test"):
+        for key, value in evaluate(vae, source.eval_x(split), config.seed + epoch).items():
+            row[f"{split}_{key}"] = value
+    return row
+
+
+def _write_metrics(out_dir: Path, config: TrainConfig, metrics: list[Any], final: Any) -> None:
+    from probgen.vae.report import write_metrics
+
+    write_metrics(out_dir, config, metrics, final)
+
+
+def _write_outputs(
+    out_dir: Path,
+    config: TrainConfig,
+    metrics: list[Any],
+    final: dict[str, float],
+    vae: Any,
+    source: Any,
+    device: str,
+    plots: bool,
+) -> None:
+    """Metrics, figures and report; for a user's data the figures are the loss curves only
+    (the image figures are drawn for the 8×8 digits)."""
+    from probgen.vae.report import write_outputs
+
+    if source.digits is not None:
+        write_outputs(out_dir, config, metrics, final, vae, source.digits, device, plots=plots)
+        return
+    write_outputs(out_dir, config, metrics, final, vae, None, device, plots=False)
+    report = out_dir / "report.md"
+    text = report.read_text().replace("# VAE on the digits", f"# VAE on {source.source}", 1)
+    text = text.replace(f"; pixels encoded as {config.encoding!r};", "; values as given;", 1)
+    if plots and metrics:
+        from probgen.vae.plots import plot_losses
+
+        plot_losses(metrics, out_dir / "loss_curves.png")
+        text += "\n## Figures\n\n![loss_curves](loss_curves.png)\n"
+    report.write_text(text)
 
 
 def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
@@ -352,9 +311,10 @@ def _diverged(
 
 
 def _interrupted(
-    state: dict[str, Any], ckpt_path: Path, epoch: int, step: int
+    state: dict[str, Any], ckpt_path: Path, epoch: int, step: int, d: Distributed
 ) -> TrainingInterrupted:
-    save_checkpoint(state, ckpt_path)
+    if d.is_main:
+        save_checkpoint(state, ckpt_path)
     return TrainingInterrupted(
         f"interrupted in epoch {epoch} after step {step}; checkpoint saved to {ckpt_path} "
         f"(continue with --resume)",
