@@ -6,11 +6,14 @@ lists, dicts), so it loads with ``torch.load(weights_only=True)``:
 - ``format``, ``version``: what the file is;
 - ``config``: the run's settings (a dict of :class:`probgen.vae.train.TrainConfig`);
 - ``model``, ``optimizer``: the VAE's ``state_dict`` and the optimizer's state;
-- ``torch_rng``, ``shuffle_rng``: the global torch RNG state (Pyro samples from it) and the
-  state of the generator that shuffles the data;
+- ``torch_rng``, ``shuffle_rng``: the global torch RNG state and the state of the generator that
+  shuffles the data (the training noise of a step is a function of the seed and the step,
+  :mod:`probgen.vae.noise`, so it needs no state);
 - ``epoch`` (epochs completed), ``step`` (optimizer steps so far), ``batch`` (next batch of the
   current epoch, 0 at an epoch boundary), ``order`` (that epoch's batch order, when mid-epoch),
-  ``running`` (the epoch's running sums so far), ``metrics`` (rows of the epochs completed).
+  ``running`` (the epoch's running sums so far), ``metrics`` (rows of the epochs completed);
+- ``world_size``: the number of processes that wrote it (informational: every field above is
+  global, so any number of processes resumes it).
 
 Writing goes to a temporary file in the same folder, flushed to disk, then ``os.replace``\\ d over
 the target, so a crash or Ctrl-C while writing never leaves a truncated checkpoint.

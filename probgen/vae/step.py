@@ -17,8 +17,14 @@ estimated by Pyro's ``Trace_ELBO`` (KL sampled: log q(z|x) − log p(z) at z ~ q
   over all parameters makes the same updates as one per parameter.
 
 Each step also returns the reconstruction term and the KL term of the batch, from the traces
-already computed (no extra forward pass). Reference: D. P. Kingma, M. Welling,
-"Auto-Encoding Variational Bayes", ICLR 2014; Pyro's SVI tutorial, parts I–III.
+already computed (no extra forward pass). ``step(x, β, noise=ε)`` draws z = μ(x) + σ(x)·ε from the
+given standard normal rows (:mod:`probgen.vae.noise`) instead of the global RNG. With
+``distributed`` (several processes, fast engine) the loss is computed by DDP's wrapper of
+:class:`probgen.vae.distributed.ELBOLossModule`, DDP averages the gradients, and one all-reduce
+sums the terms and the processes' stop flags (see :mod:`probgen.vae.distributed`).
+
+Reference: D. P. Kingma, M. Welling, "Auto-Encoding Variational Bayes", ICLR 2014; Pyro's SVI
+tutorial, parts I–III.
 """
 
 from __future__ import annotations

@@ -61,6 +61,15 @@ def test_shard_takes_every_world_size_th_row():
     shards = [Distributed(rank=r, world_size=3).shard(batch).tolist() for r in range(3)]
     assert shards == [[0, 3, 6], [1, 4], [2, 5]]
     assert Distributed().shard(batch) is batch
+    # The assignment of torch's DistributedSampler (unshuffled), which pads only when the batch
+    # is not a multiple of the world size; here it is.
+    from torch.utils.data import DistributedSampler
+
+    for rank in range(4):
+        sampler = DistributedSampler(range(12), num_replicas=4, rank=rank, shuffle=False)
+        assert Distributed(rank=rank, world_size=4).shard(torch.arange(12)).tolist() == list(
+            sampler
+        )
 
 
 def test_single_process_without_torchrun_environment(monkeypatch):
