@@ -125,6 +125,14 @@ def test_stop_signals_escalate_only_for_one_process():
         os.kill(os.getpid(), signal.SIGINT)
 
 
+def test_svi_engine_is_refused_with_several_processes():
+    from probgen.vae.step import Stepper
+
+    vae = build_vae(TrainConfig(latent_dim=2, hidden=(8,)), 5)
+    with pytest.raises(ValueError, match="engine 'svi' runs in one process; with 2 processes use"):
+        Stepper(vae, engine="svi", distributed=Distributed(rank=0, world_size=2))
+
+
 def test_torchrun_command():
     cmd = torchrun_command(3, ["train-vae", "--epochs", "2"])
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3"]
