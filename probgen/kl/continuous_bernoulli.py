@@ -42,6 +42,7 @@ from torch.distributions import ContinuousBernoulli
 
 from probgen.kl.bernoulli import given_parameter
 from probgen.kl.registry import register_kl
+from probgen.kl.special import Selection, fast_or_stable, gather
 from probgen.kl.stable import x_minus_log1p
 
 __all__ = ["continuous_bernoulli_kl"]
@@ -203,4 +204,32 @@ def _kl_continuous_bernoulli_continuous_bernoulli(
         delta = torch.log1p(d / lam_p) - torch.log1p(-d / (1 - lam_p))
     else:
         delta = b - a
-    return continuous_bernoulli_kl(a, b, delta)
+    if delta.dtype != torch.float64:
+        return continuous_bernoulli_kl(a, b, delta)
+    return _direct_or_quadrature(a, b, delta)
+
+
+def _direct_or_quadrature(a: torch.Tensor, b: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """float64: the direct form A(b) − A(a) − δμ(a) on every element (a ≥ 0 after the
+    reflection), kept where its rounding bound 8·eps·M meets the target
+    (:func:`probgen.kl.special.fast_or_stable`), :func:`continuous_bernoulli_kl` elsewhere
+    (close logits: there the direct form cancels). M adds the sizes of the logs inside A
+    (≤ 2|log max(|η|, 0.01)| + |η| + 1 each) and of the two reciprocals inside μ
+    (|δ|·(|μ| + 1 + 2/max(a, 0.1)))."""
+    a, b, delta = torch.broadcast_tensors(a, b, delta)
+    flip = a < 0
+    sign = torch.where(flip, -1.0, 1.0).to(a.dtype)
+    af, bf, df = a * sign, b * sign, delta * sign
+    mean = _mean(af)
+    value = _log_partition(bf) - _log_partition(af) - df * mean
+    with torch.no_grad():
+        magnitude = torch.zeros_like(value)
+        for eta in (af, bf):
+            size = eta.abs()
+            magnitude += size.clamp_min(0.01).log_().abs_().mul_(2).add_(size).add_(1)
+        magnitude += df.abs() * (mean.abs() + 1 + 2 / af.clamp_min(0.1))
+
+    def quadrature(selection: Selection) -> torch.Tensor:
+        return continuous_bernoulli_kl(*gather(selection, a, b, delta))
+
+    return fast_or_stable(value, magnitude, quadrature, torch.float64)
