@@ -192,7 +192,7 @@ def test_mvn_dimension_256_condition_1e8():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("d, r", [(4, 2), (16, 3)])
+@pytest.mark.parametrize("d, r", [(4, 2), (16, 3), (12, 6)])
 @pytest.mark.parametrize("eps", [1e-1, 1e-3, 1e-6, 1e-9, 1e-12])
 def test_low_rank_matches_reference_near_equal(dtype, d, r, eps):
     p, q = low_rank_pair(d, r, eps, dtype)
@@ -389,3 +389,17 @@ def test_chol1p_matches_cholesky_and_keeps_relative_accuracy():
     first_order = t.tril(-1) + 0.5 * torch.diag_embed(t.diagonal())
     for tau in (1e-8, 1e-12, 1e-20):
         torch.testing.assert_close(chol1p(tau * t) / tau, first_order, rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 4, 6])
+def test_low_rank_triangular_solves_match_lapack(r):
+    from probgen.kl.low_rank import _cholesky_solve, _solve_lower
+
+    g = torch.Generator().manual_seed(r)
+    a = torch.randn(5, 1, r, r, generator=g, dtype=torch.float64)
+    lower = torch.linalg.cholesky(a @ a.mT + r * torch.eye(r, dtype=torch.float64))
+    b = torch.randn(3, r, 4, generator=g, dtype=torch.float64)  # batch broadcast to (5, 3)
+    expected = torch.linalg.solve_triangular(lower, b, upper=False)
+    torch.testing.assert_close(_solve_lower(lower, b), expected, rtol=1e-13, atol=0)
+    expected = torch.cholesky_solve(b.expand(5, 3, r, 4), lower)
+    torch.testing.assert_close(_cholesky_solve(b, lower), expected, rtol=1e-12, atol=1e-15)
