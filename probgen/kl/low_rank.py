@@ -46,7 +46,9 @@ def ratio_minus_log(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if bool(near.all()):
         return x_minus_log1p(x)
     far = a / b - 1 - (torch.log(a) - torch.log(b))
-    return torch.where(near, x_minus_log1p(torch.where(near, x, 0.0)), far.clamp_min(0))
+    # The far elements are given x = 1 (outside x_minus_log1p's series range, which it
+    # evaluates on a gather of its small arguments): their value is discarded.
+    return torch.where(near, x_minus_log1p(torch.where(near, x, 1.0)), far.clamp_min(0))
 
 
 def chol1p(t: torch.Tensor) -> torch.Tensor:
@@ -132,16 +134,20 @@ def low_rank_kl(
     vq = wq / diag_q.unsqueeze(-1)  # D_q⁻¹ W_q
     lcp = _capacitance(capacitance_tril_p, eye, wp, vp)
     lcq = _capacitance(capacitance_tril_q, eye, wq, vq)
-    dc = dw.mT @ vp + (wq * inv_dp.unsqueeze(-1)).mT @ dw + wq.mT @ (wq * d_inv.unsqueeze(-1))
+    # m = D_p⁻¹ΔW + (D_p⁻¹ − D_q⁻¹)W_q, so that C_p − C_q = ΔWᵀ D_p⁻¹W_p + W_qᵀ m
+    m = dw * inv_dp.unsqueeze(-1) + wq * d_inv.unsqueeze(-1)
+    dc = dw.mT @ vp + wq.mT @ m
     dc = 0.5 * (dc + dc.mT)  # C_p − C_q
     a = _solve_lower(lcp, -dc)
     t = _solve_lower(lcp, a.mT).mT  # a·L_Cp⁻ᵀ
     f = chol1p(0.5 * (t + t.mT))
     f_diag = f.diagonal(dim1=-2, dim2=-1)
-    phi = f.tril(-1).square().sum((-2, -1)) + (2 * x_minus_log1p(f_diag) + f_diag.square()).sum(-1)
+    # F is lower triangular (chol1p writes exact zeros above the diagonal), so the sum of its
+    # squares is Σ_{i>j} F_ij² + Σ_i F_ii².
+    phi = f.square().sum((-2, -1)) + 2 * x_minus_log1p(f_diag).sum(-1)
 
     hq = _cholesky_solve(vq.mT, lcq)  # C_q⁻¹ W_qᵀ D_q⁻¹, (..., r, d)
-    rhs = (dw * inv_dp.unsqueeze(-1)).mT + (wq * d_inv.unsqueeze(-1)).mT - dc @ hq
+    rhs = m.mT - dc @ hq
     g = lcq.mT @ _cholesky_solve(rhs, lcp)  # L_Cqᵀ ΔH
     posterior = (g.square() * diag_p.unsqueeze(-2)).sum((-2, -1)) + (g @ wp).square().sum((-2, -1))
     cov = (joint - phi - posterior).clamp_min(0)
