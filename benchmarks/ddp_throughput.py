@@ -77,6 +77,7 @@ def worker(args: argparse.Namespace) -> None:
     if d.is_main:
         result = {"seconds": seconds, "examples_per_s": args.batch * args.steps / seconds}
         Path(args.result).write_text(json.dumps(result))
+    stepper.close()
     shutdown(d)
 
 

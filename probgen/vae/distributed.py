@@ -206,7 +206,8 @@ def init_distributed(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) 
 
 
 def shutdown(d: Distributed) -> None:
-    """Leave the process group (no-op for a single process or when none was formed)."""
+    """Leave the process group (no-op for a single process or when none was formed). Release
+    any DDP wrapper first (:meth:`probgen.vae.step.Stepper.close`)."""
     import torch.distributed as dist
 
     if d.enabled and dist.is_initialized():

@@ -135,7 +135,7 @@ def train(
     pyro.clear_param_store()
     torch.manual_seed(config.seed)
     vae = build_vae(config, source.data_dim).to(device)
-    source.check(vae)
+    source.check(vae, d)
     schedule = kl_schedule(config.schedule, config.beta, config.warmup_steps, config.cycle_steps)
     stepper = Stepper(vae, config.elbo, config.engine, config.lr, distributed=d)
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -218,6 +218,7 @@ def train(
                 if not d.enabled and sigint.requested:
                     raise _interrupted(state(), ckpt_path, epoch, step, d)
     finally:
+        stepper.close()
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - started

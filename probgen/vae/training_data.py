@@ -2,7 +2,8 @@
 
 Both kinds give the training loop the same four things: the number of training rows, the rows of
 a mini-batch by position (:meth:`train_batch`, in the order asked), the in-memory evaluation sets
-(:meth:`eval_x`) and a support check run before any step (:meth:`check`).
+(:meth:`eval_x`) and a support check run before any step (:meth:`check`; with several processes
+each reads its share of a user's data set).
 
 - :class:`DigitsSet`: scikit-learn's digits, encoded for the likelihood
   (:func:`probgen.vae.data.load_digits_split`), held on the training device.
@@ -23,6 +24,7 @@ from torch import Tensor
 from probgen.vae.data import DigitsSplit, load_digits_split
 from probgen.vae.user_data import (
     ArrayRows,
+    SupportError,
     UserDataSplit,
     as_rows,
     check_support,
@@ -60,7 +62,7 @@ class DigitsSet:
     def eval_x(self, split: str) -> Tensor:
         return self.split.train_x if split == "train" else self.split.test_x
 
-    def check(self, vae: Any) -> None:
+    def check(self, vae: Any, distributed: Any = None) -> None:
         vae.check_data(self.split.train_x)
         vae.check_data(self.split.test_x)
 
@@ -91,12 +93,31 @@ class UserSet:
     def eval_x(self, split: str) -> Tensor:
         return self.split.eval_rows(split, EVAL_ROWS).to(self.device)
 
-    def check(self, vae: Any) -> None:
+    def check(self, vae: Any, distributed: Any = None) -> None:
+        """Support check of every row; with several processes (``distributed``) each reads its
+        share of the chunks and all raise the error of the first bad row any of them found."""
         if self.data_dim != vae.data_dim:
             raise ValueError(
                 f"{self.source} has {self.data_dim} values per example, the VAE {vae.data_dim}"
             )
-        check_support(vae.likelihood, self.split.rows)
+        d = distributed
+        if d is None or not d.enabled:
+            check_support(vae.likelihood, self.split.rows)
+            return
+        import torch.distributed as dist
+
+        found = None
+        try:
+            check_support(vae.likelihood, self.split.rows, part=(d.rank, d.world_size))
+        except SupportError as exc:
+            found = (exc.row, str(exc))
+        everyone: list[Any] = [None] * d.world_size
+        with d.collective("the support check"):
+            dist.all_gather_object(everyone, found)
+        errors = [e for e in everyone if e is not None]
+        if errors:
+            row, message = min(errors)
+            raise SupportError(message, row)
 
 
 def training_set(config: Any, data: Any = None, device: str | torch.device = "cpu") -> Any:

@@ -32,6 +32,7 @@ from torch import Tensor
 __all__ = [
     "SUFFIXES",
     "ArrayRows",
+    "SupportError",
     "UserDataSplit",
     "as_rows",
     "check_support",
@@ -80,9 +81,13 @@ class ArrayRows:
         # A copy: a memory map's slice is a read-only view of the file.
         return torch.from_numpy(np.array(self.array[index], dtype=np_dtype, copy=True))
 
-    def chunks(self, chunk_rows: int = CHUNK_ROWS) -> Any:
-        """Yield ``(start, rows)`` over the whole data set, ``rows`` a float32 tensor."""
-        for start in range(0, len(self), chunk_rows):
+    def chunks(self, chunk_rows: int | None = None, part: tuple[int, int] = (0, 1)) -> Any:
+        """Yield ``(start, rows)`` over the data set, ``rows`` a float32 tensor of at most
+        ``chunk_rows`` rows (default :data:`CHUNK_ROWS`). ``part=(r, W)`` yields only chunks
+        r, r + W, … (process r's share of a W-process scan)."""
+        chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
+        index, count = part
+        for start in range(index * chunk_rows, len(self), count * chunk_rows):
             yield start, self.rows(slice(start, start + chunk_rows))
 
 
@@ -196,20 +201,36 @@ def _load_csv(path: Path) -> np.ndarray:
 _MESSAGE = re.compile(r"x\[0, (\d+)\] = (.+?) \(row 0\) (.*)", flags=re.DOTALL)
 
 
-def check_support(likelihood: Any, data: ArrayRows, chunk_rows: int = CHUNK_ROWS) -> None:
-    """``ValueError`` naming the first value of ``data`` (as float32, as trained) that is not
-    finite or outside ``likelihood``'s support, with its row and column (0-based).
+class SupportError(ValueError):
+    """A value outside a likelihood's support; ``row`` is its row in the data set."""
 
-    Reads ``data`` chunk by chunk (memory-mapped files are not loaded whole). Data with a width
-    other than the decoder's is reported by the model's own shape check.
+    def __init__(self, message: str, row: int) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+def check_support(
+    likelihood: Any,
+    data: ArrayRows,
+    chunk_rows: int | None = None,
+    part: tuple[int, int] = (0, 1),
+) -> None:
+    """:class:`SupportError` (a ``ValueError``) naming the first value of ``data`` (as float32,
+    as trained) that is not finite or outside ``likelihood``'s support, with its row and column
+    (0-based).
+
+    Reads ``data`` chunk by chunk (memory-mapped files are not loaded whole); ``part=(r, W)``
+    checks only process r's share of the chunks (see :meth:`ArrayRows.chunks`). Data with a
+    width other than the decoder's is reported by the model's own shape check.
     """
-    for start, chunk in data.chunks(chunk_rows):
+    for start, chunk in data.chunks(chunk_rows, part):
         bad = ~torch.isfinite(chunk)
         if bool(bad.any()):
             row, col = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(
+            raise SupportError(
                 f"value {chunk[row, col].item()!r} at row {start + row}, column {col} of "
-                f"{data.source} is not finite"
+                f"{data.source} is not finite",
+                start + row,
             )
         try:
             likelihood.check_support(chunk)
@@ -238,10 +259,10 @@ def _raise_for_row(likelihood: Any, row: Tensor, index: int, source: str) -> Non
         match = _MESSAGE.fullmatch(str(exc))
         if match:
             col, value, rest = match.groups()
-            raise ValueError(
-                f"value {value} at row {index}, column {col} of {source} {rest}"
+            raise SupportError(
+                f"value {value} at row {index}, column {col} of {source} {rest}", index
             ) from None
-        raise ValueError(f"row {index} of {source}: {exc}") from None
+        raise SupportError(f"row {index} of {source}: {exc}", index) from None
     raise AssertionError("unreachable: the row was rejected before")  # pragma: no cover
 
 

@@ -8,6 +8,8 @@ MODE is one or more of (comma-separated):
 gradients and the step's terms to ``OUT/grads.pt``.
 ``stop``: a short training run in ``OUT/stop`` in which rank 1 alone gets Ctrl-C (SIGINT) after
 step 8; each rank writes what it raised to ``OUT/stop-RANK.txt``.
+``support``: training on data with values outside the support in chunks of both ranks; each rank
+writes what it raised to ``OUT/support-RANK.txt``.
 ``die``: a short training run in ``OUT/run`` in which rank 1 exits abruptly at step 8
 (in epoch 2, after the checkpoint of epoch 1).
 """
@@ -44,6 +46,7 @@ def one_step(
     noise = step_noise(seed, 0, GRAD_ROWS, TINY.latent_dim)
     terms = stepper.step(d.shard(x), GRAD_BETA, noise=d.shard(noise))
     grads = {name: p.grad.clone() for name, p in vae.named_parameters()}
+    stepper.close()
     return grads, (terms.loss, terms.recon, terms.kl)
 
 
@@ -66,6 +69,19 @@ def run_part(mode: str, d, out: Path) -> None:
         except TrainingInterrupted as exc:
             outcome = f"TrainingInterrupted: {exc}"
         (out / f"stop-{d.rank}.txt").write_text(outcome)
+    elif mode == "support":
+        import probgen.vae.user_data
+
+        probgen.vae.user_data.CHUNK_ROWS = 64  # 10 chunks: rank 0 reads 0, 2, …; rank 1 1, 3, …
+        x = load_digits_split("counts").train_x[:600].clone()
+        x[100, 3] = 18.0  # chunk 1 (rank 1)
+        x[530, 5] = 0.5  # chunk 8 (rank 0)
+        try:
+            train(TINY, out / "support", distributed=d, data=x, progress=False, plots=False)
+            outcome = "finished"
+        except ValueError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        (out / f"support-{d.rank}.txt").write_text(outcome)
     elif mode == "die":
 
         def die(epoch: int, step: int) -> None:

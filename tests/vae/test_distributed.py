@@ -143,9 +143,10 @@ def test_torchrun_command():
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
-    """One torchrun launch of 2 processes: a gradient step, then a run stopped by Ctrl-C."""
+    """One torchrun launch of 2 processes: a gradient step, a run stopped by Ctrl-C, data outside
+    the support."""
     out = tmp_path_factory.mktemp("two")
-    proc = _torchrun(str(WORKER), "grads,stop", str(out))
+    proc = _torchrun(str(WORKER), "grads,stop,support", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -207,6 +208,15 @@ def test_ctrl_c_on_one_process_stops_all_at_the_same_step_and_resumes(two_proces
     full = train(worker.TINY, tmp_path, progress=False, plots=False)
     for name, value in full.vae.state_dict().items():
         torch.testing.assert_close(resumed.vae.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_support_check_is_shared_and_names_the_first_bad_row_on_every_process(two_processes):
+    # Row 100 (value 18, chunk 1) is the first bad row; rank 1 found it, rank 0 found row 530:
+    # both report row 100, and nothing was trained or written.
+    expected = "SupportError: value 18.0 at row 100, column 3 of data is outside the support"
+    for rank in (0, 1):
+        assert (two_processes / f"support-{rank}.txt").read_text().startswith(expected)
+    assert not (two_processes / "support" / FILENAME).exists()
 
 
 def test_a_rank_that_dies_stops_the_run_without_a_hang_or_a_torn_checkpoint(tmp_path):

@@ -9,6 +9,7 @@ import torch
 from probgen.vae import get_likelihood
 from probgen.vae.user_data import (
     ArrayRows,
+    SupportError,
     as_rows,
     check_support,
     load_array,
@@ -105,6 +106,20 @@ def test_support_error_names_value_row_and_column(chunk_rows):
         check_support(get_likelihood("bernoulli"), as_rows(x), chunk_rows=chunk_rows)
     x[41, 1] = 1.0
     check_support(get_likelihood("bernoulli"), as_rows(x), chunk_rows=chunk_rows)
+
+
+def test_a_share_of_the_chunks_is_checked_and_read():
+    x = np.zeros((10, 2))
+    x[1, 0] = 2.0  # chunk 0 (rows 0-2)
+    x[7, 1] = 3.0  # chunk 2 (rows 6-8)
+    rows = as_rows(x)
+    assert [start for start, _ in rows.chunks(3, part=(0, 2))] == [0, 6]
+    assert [start for start, _ in rows.chunks(3, part=(1, 2))] == [3, 9]
+    bernoulli = get_likelihood("bernoulli")
+    with pytest.raises(SupportError, match="row 1, column 0") as info:
+        check_support(bernoulli, rows, chunk_rows=3, part=(0, 2))
+    assert info.value.row == 1
+    check_support(bernoulli, rows, chunk_rows=3, part=(1, 2))  # chunks 1 and 3 are clean
 
 
 def test_non_finite_values_are_rejected_for_every_likelihood():
