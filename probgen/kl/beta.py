@@ -28,7 +28,6 @@ from torch.distributions import Beta, Dirichlet, Kumaraswamy
 
 from probgen.kl.registry import register_kl
 from probgen.kl.special import (
-    _TOLERANCE,
     _ULPS,
     Selection,
     binet_bregman,
@@ -41,8 +40,6 @@ from probgen.kl.special import (
 from probgen.kl.stable import one_plus_x_log1p_minus_x
 
 __all__ = ["dirichlet_kl", "kumaraswamy_beta_kl"]
-
-_RTOL32, _ATOL32 = _TOLERANCE[torch.float32]
 
 
 def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -60,16 +57,27 @@ def dirichlet_kl(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         Reference: ``docs/kl/gamma_beta.md``.
     """
     dtype = torch.promote_types(alpha.dtype, beta.dtype)
-    work = working_dtype(dtype)
-    if work == dtype or alpha.dtype != dtype or beta.dtype != dtype:
-        a, b = alpha.to(work), beta.to(work)
-        lg_a, lg_b = torch.lgamma(a), torch.lgamma(b)
-        lg_sum = _last_sum(lg_b - lg_a)
-        with torch.no_grad():
-            lg_magnitude = _last_sum(_abs_sum(lg_a, lg_b))
-        value, magnitude = _textbook(a, b, lg_sum, lg_magnitude)
-    else:
-        value, magnitude = _with_float32_lgamma(alpha, beta)
+    if dtype != torch.float32 or alpha.dtype != dtype or beta.dtype != dtype:
+        return _dirichlet_kl_in(working_dtype(dtype), dtype, alpha, beta)
+    value, magnitude = _with_float32_lgamma(alpha, beta)
+
+    def in_float64(selection: Selection) -> torch.Tensor:
+        a, b = gather(selection, alpha, beta, event_dims=1)
+        return _dirichlet_kl_in(torch.float64, dtype, a, b)
+
+    return fast_or_stable(value, magnitude, in_float64, dtype)
+
+
+def _dirichlet_kl_in(
+    work: torch.dtype, dtype: torch.dtype, alpha: torch.Tensor, beta: torch.Tensor
+) -> torch.Tensor:
+    """:func:`dirichlet_kl` in ``work`` (textbook, then stable) for the target of ``dtype``."""
+    a, b = alpha.to(work), beta.to(work)
+    lg_a, lg_b = torch.lgamma(a), torch.lgamma(b)
+    lg_sum = _last_sum(lg_b - lg_a)
+    with torch.no_grad():
+        lg_magnitude = _last_sum(_abs_sum(lg_a, lg_b))
+    value, magnitude = _textbook(a, b, lg_sum, lg_magnitude)
 
     def stable(selection: Selection) -> torch.Tensor:
         return _dirichlet_kl_stable(
@@ -130,29 +138,17 @@ def _with_float32_lgamma(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The textbook formula of float32 concentrations in float64, with Σ[log Γ(βᵢ) −
     log Γ(αᵢ)] from float32 lgamma (a third of float64's cost; float64 digamma costs what
-    float32's does) where its rounding, 2ε₃₂·Σ(|log Γ(αᵢ)| + |log Γ(βᵢ)|), and the float64
-    bound together stay within the target; from float64 lgamma on the other elements."""
+    float32's does), and a magnitude M whose float64 bound 8·ε₆₄·M also covers that sum's
+    rounding, 2ε₃₂·Σ(|log Γ(αᵢ)| + |log Γ(βᵢ)|); elements that fail it are redone with float64
+    lgamma by the caller."""
     lg_a, lg_b = torch.lgamma(alpha), torch.lgamma(beta)
     lg_sum = _last_sum(lg_b - lg_a).to(torch.float64)
     with torch.no_grad():
         lg_bound = _last_sum(_abs_sum(lg_a, lg_b)).to(torch.float64)
-    del lg_a, lg_b
-    value, magnitude = _textbook(alpha.to(torch.float64), beta.to(torch.float64), lg_sum, None)
-    with torch.no_grad():
         lg_bound *= _LGAMMA_F32_ULPS * torch.finfo(torch.float32).eps
-        lg_bound += magnitude * (_ULPS * torch.finfo(torch.float64).eps)
-        redo = ~(lg_bound <= (value.abs() * _RTOL32).clamp_min_(_ATOL32))
-    if bool(redo.any()):
-        am, bm = gather(redo, alpha, beta, event_dims=1)
-        lg64 = torch.lgamma(bm.to(torch.float64)) - torch.lgamma(am.to(torch.float64))
-        lg32 = _last_sum(torch.lgamma(bm) - torch.lgamma(am)).to(torch.float64)
-        # the float32 sum used above, replaced by the float64 one
-        value = value.masked_scatter(redo, value[redo] + (_last_sum(lg64) - lg32))
-        with torch.no_grad():
-            lg_magnitude = _last_sum(torch.lgamma(am.to(torch.float64)).abs())
-            lg_magnitude += _last_sum(torch.lgamma(bm.to(torch.float64)).abs())
-            magnitude = magnitude.masked_scatter(redo, magnitude[redo] + lg_magnitude)
-    return value, magnitude
+        lg_bound /= _ULPS * torch.finfo(torch.float64).eps  # as a part of M
+    del lg_a, lg_b
+    return _textbook(alpha.to(torch.float64), beta.to(torch.float64), lg_sum, lg_bound)
 
 
 def _dirichlet_kl_stable(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
