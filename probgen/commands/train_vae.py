@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(count > 8), unit (count / 16) (default auto)")  # fmt: skip
     add("--elbo", help="meanfield (analytic KL, TraceMeanField_ELBO) or trace (sampled KL, "
         "Trace_ELBO) (default meanfield)")  # fmt: skip
-    add("--engine", help="fast (differentiable_loss + one torch Adam) or svi (pyro SVI + "
-        "pyro.optim.Adam); same objective (default fast)")  # fmt: skip
+    add("--engine", help="fast (probgen's ELBO from the Pyro traces + one torch Adam) or svi "
+        "(pyro SVI + pyro.optim.Adam); same objective (default fast)")  # fmt: skip
     add("--latent-dim", type=int, help=f"latent dimension (default {d['latent_dim']})")
     add("--hidden", type=_hidden, help="encoder hidden sizes, decoder reversed (default 400,200)")
     add("--beta", type=float, help="KL weight β (default 1)")

@@ -90,6 +90,18 @@ def optimal_value(p_data: Distribution, p_g: Distribution, **jsd_kwargs: object)
     )
 
 
+def _logits(logit_fn: LogitFn, x: torch.Tensor) -> torch.Tensor:
+    """``logit_fn(x)``, refused with the first offending point where it is NaN (±∞ is allowed)."""
+    logits = logit_fn(x)
+    nan = torch.isnan(logits)
+    if bool(nan.any()):
+        index = tuple(int(i) for i in nan.nonzero()[0])
+        raise ValueError(
+            f"logit_fn returned NaN at {x[index[0]].tolist()!r} (row {index[0]} of its input)"
+        )
+    return logits
+
+
 def _value_terms(logits: torch.Tensor, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """p log D + q log(1 − D), zero where a density is zero (even where D is 0 or 1 there)."""
     zero = torch.zeros_like(logits)
@@ -127,6 +139,10 @@ def expected_value(
 
     Returns:
         :class:`Estimate` of the broadcast batch shape.
+
+    Raises:
+        ValueError: on a bad ``method`` or ``num_samples``, or where ``logit_fn`` returns NaN
+            (the point is named).
     """
     if method not in ("auto", "quadrature", "mc"):
         raise ValueError(f"method must be one of ('auto', 'quadrature', 'mc'), got {method!r}")
@@ -140,7 +156,7 @@ def expected_value(
         )
     if method != "mc" and one_d:
         value, abserr = integrate_pair(
-            lambda x, log_p, log_q: _value_terms(logit_fn(x), log_p, log_q)[0],
+            lambda x, log_p, log_q: _value_terms(_logits(logit_fn, x), log_p, log_q)[0],
             p_data,
             p_g,
             points=points,
@@ -155,8 +171,8 @@ def expected_value(
             torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
         x_real = p_data.sample((num_samples,))
         x_fake = p_g.sample((num_samples,))
-    real = log_d(logit_fn(x_real))
-    fake = log_one_minus_d(logit_fn(x_fake))
+    real = log_d(_logits(logit_fn, x_real))
+    fake = log_one_minus_d(_logits(logit_fn, x_fake))
     stderr = (real.detach().var(0) / num_samples + fake.detach().var(0) / num_samples).sqrt()
     return Estimate(
         value=real.mean(0) + fake.mean(0), method="mc", stderr=stderr, num_samples=num_samples

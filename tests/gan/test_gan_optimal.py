@@ -133,3 +133,14 @@ def test_bad_input():
         expected_value(lambda x: x.sum(-1), q, q, method="quadrature")
     with pytest.raises(ValueError, match="num_samples"):
         expected_value(lambda x: x, p, p, method="mc", num_samples=1)
+
+
+@pytest.mark.parametrize("method", ["quadrature", "mc"])
+def test_expected_value_refuses_a_nan_logit(method):
+    p_data, p_g = Normal(0.0, 1.0), Normal(1.0, 1.0)
+
+    def logit_fn(x):
+        return torch.where(x > 0.5, torch.nan, x)
+
+    with pytest.raises(ValueError, match="logit_fn returned NaN at"):
+        expected_value(logit_fn, p_data, p_g, method=method, num_samples=100, seed=0)
