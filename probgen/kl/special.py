@@ -364,27 +364,29 @@ def lgamma_diff(x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor of the broadcast shape.
     """
-    x, x_prime = torch.broadcast_tensors(x, x_prime)
-    delta = x_prime - x
-    # Step up from the smaller argument, so that t = |δ| / y ≥ 0 and w = 1/(1 + t) ≤ 1.
-    x, step, sign = _upward(x, x_prime, delta)
-    shift, terms = _plan(x.dtype)
-    small = x < shift
-    y = x + small.to(x.dtype) * shift
+    x, step, sign, shift, terms, small, y = _shifted(x, x_prime)
     out = _lgamma_diff_asymptotic(y, step, terms)
     j = torch.arange(shift, dtype=x.dtype, device=x.device)
     logs = torch.log1p(step.unsqueeze(-1) / (x.unsqueeze(-1) + j)).sum(-1)
     return sign * torch.where(small, out - logs, out)
 
 
-def _upward(
-    x: torch.Tensor, x_prime: torch.Tensor, delta: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(min(x, x'), |δ|, sign(δ)): f(x') − f(x) = sign · (f(base + |δ|) − f(base))."""
+def _shifted(
+    x: torch.Tensor, x_prime: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int, torch.Tensor, torch.Tensor]:
+    """The common set-up of the differences f(x') − f(x) = sign · (f(base + |δ|) − f(base)).
+
+    Returns (base, |δ|, sign, N, terms, small, y): the step goes up from the smaller argument
+    (so that t = |δ|/y ≥ 0 and w = 1/(1 + t) ≤ 1), and y = base + N where base < N (small)."""
+    x, x_prime = torch.broadcast_tensors(x, x_prime)
+    delta = x_prime - x
     negative = delta < 0
     base = torch.where(negative, x_prime, x)
     sign = torch.where(negative, -torch.ones_like(x), torch.ones_like(x))
-    return base, delta.abs(), sign
+    shift, terms = _plan(base.dtype)
+    small = base < shift
+    y = base + small.to(base.dtype) * shift
+    return base, delta.abs(), sign, shift, terms, small, y
 
 
 def _lgamma_diff_asymptotic(y: torch.Tensor, delta: torch.Tensor, terms: int) -> torch.Tensor:
@@ -421,12 +423,7 @@ def digamma_diff(x: torch.Tensor, x_prime: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor of the broadcast shape.
     """
-    x, x_prime = torch.broadcast_tensors(x, x_prime)
-    delta = x_prime - x
-    x, step, sign = _upward(x, x_prime, delta)
-    shift, terms = _plan(x.dtype)
-    small = x < shift
-    y = x + small.to(x.dtype) * shift
+    x, step, sign, shift, terms, small, y = _shifted(x, x_prime)
     t = step / y
     w = 1.0 / (1.0 + t)
     out = torch.log1p(t) + 0.5 * t / (y + step)
