@@ -12,15 +12,19 @@ and for the full-covariance MultivariateNormal, the dimension at which a 1-sampl
 becomes cheaper than the O(d³) closed form (the "crossover"), and the dimension at which Monte
 Carlo *at 1% accuracy* would be (it never is, in the dimensions measured, when that is so).
 
-    python benchmarks/kl_analytic_vs_mc.py [--device cuda] [--quick]
+    python benchmarks/kl_analytic_vs_mc.py [--device cuda] [--quick] [--out PAGE.md]
 
-Writes ``docs/benchmarks/kl_analytic_vs_mc.md``.
+Writes ``docs/benchmarks/kl_analytic_vs_mc.md`` (CPU) or
+``docs/benchmarks/gpu/kl_analytic_vs_mc.md`` (CUDA), or ``--out``, and next to it the plots
+``kl_analytic_vs_mc_samples.png`` (spread and time against the number of samples, per pair) and
+``kl_analytic_vs_mc_mvn.png`` (time against dimension for the full-covariance MVN).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -28,7 +32,16 @@ import torch.distributions as td
 from _families import make
 
 import probgen
-from probgen.benchmarking import environment, measure_side_by_side, resolve_device, write_markdown
+from probgen.benchmarking import (
+    Failures,
+    Panel,
+    default_output,
+    environment,
+    measure_side_by_side,
+    resolve_device,
+    save_figure,
+    write_markdown,
+)
 from probgen.kl import lookup
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
@@ -55,97 +68,165 @@ def _spread(p, q, exact, n, seeds):
     return ((values.std(0) / exact.abs()).mean()).item()
 
 
-def pair_rows(device, dtype, sample_counts, seeds, rounds):
-    rows = []
+def pair_rows(device, dtype, sample_counts, seeds, rounds, failures):
+    """Table rows, and per pair the curves {n: (MC time / closed-form time, relative sd)}."""
+    rows, curves = [], {}
     for tp, tq in PAIRS:
-        torch.manual_seed(0)
-        elements = BATCH * (
-            4 if tp in (td.Independent, td.Dirichlet, td.Categorical, td.MultivariateNormal) else 1
-        )
-        pair_dtype = torch.float64 if (tp, tq) in FLOAT64_ONLY else dtype
-        p, q = make(tp, elements, pair_dtype, device), make(tq, elements, pair_dtype, device)
-        if lookup(p, q) is None:
-            continue
-        exact = probgen.kl_divergence(p, q, method="analytic")
-        candidates = {"analytic": lambda p=p, q=q: probgen.kl_divergence(p, q, validate=False)}
-        for n in sample_counts:
-            candidates[f"mc{n}"] = lambda p=p, q=q, n=n: probgen.mc_kl(p, q, max(n, 2))
-        times = measure_side_by_side(candidates, device=device, rounds=rounds)
-        spreads = {n: _spread(p, q, exact, max(n, 2), seeds) for n in sample_counts}
-        n_max = sample_counts[-1]
-        n_needed = math.ceil(max(n_max, 2) * (spreads[n_max] / 0.01) ** 2)
-        t_needed = times[f"mc{n_max}"].median * n_needed / max(n_max, 2)
-        t_analytic = times["analytic"].median
-        name = f"{tp.__name__} ‖ {tq.__name__}"
-        if pair_dtype != dtype:
-            name += f" ({str(pair_dtype).replace('torch.', '')})"
-        cells = [f"{times[f'mc{n}']} / {spreads[n]:.3g}" for n in sample_counts]
-        rows.append(
-            [
-                name,
-                times["analytic"],
-                *cells,
-                f"{n_needed:,}",
-                f"{t_needed * 1e3:.3g} ms ({t_needed / t_analytic:,.0f}×)",
-            ]
-        )
-        print(*rows[-1], sep=" | ", flush=True)
-    return rows
+        with failures.guard(f"{tp.__name__} ‖ {tq.__name__}"):
+            _pair(tp, tq, device, dtype, sample_counts, seeds, rounds, rows, curves)
+    return rows, curves
 
 
-def mvn_crossover(device, dtype, dims, rounds):
+def _pair(tp, tq, device, dtype, sample_counts, seeds, rounds, rows, curves):
+    torch.manual_seed(0)
+    elements = BATCH * (
+        4 if tp in (td.Independent, td.Dirichlet, td.Categorical, td.MultivariateNormal) else 1
+    )
+    pair_dtype = torch.float64 if (tp, tq) in FLOAT64_ONLY else dtype
+    p, q = make(tp, elements, pair_dtype, device), make(tq, elements, pair_dtype, device)
+    if lookup(p, q) is None:
+        return
+    exact = probgen.kl_divergence(p, q, method="analytic")
+    candidates = {"analytic": lambda p=p, q=q: probgen.kl_divergence(p, q, validate=False)}
+    for n in sample_counts:
+        candidates[f"mc{n}"] = lambda p=p, q=q, n=n: probgen.mc_kl(p, q, max(n, 2))
+    times = measure_side_by_side(candidates, device=device, rounds=rounds)
+    spreads = {n: _spread(p, q, exact, max(n, 2), seeds) for n in sample_counts}
+    n_max = sample_counts[-1]
+    n_needed = math.ceil(max(n_max, 2) * (spreads[n_max] / 0.01) ** 2)
+    t_needed = times[f"mc{n_max}"].median * n_needed / max(n_max, 2)
+    t_analytic = times["analytic"].median
+    name = f"{tp.__name__} ‖ {tq.__name__}"
+    if pair_dtype != dtype:
+        name += f" ({str(pair_dtype).replace('torch.', '')})"
+    cells = [f"{times[f'mc{n}']} / {spreads[n]:.3g}" for n in sample_counts]
+    curves[name] = {
+        max(n, 2): (times[f"mc{n}"].median / t_analytic, spreads[n]) for n in sample_counts
+    }
+    rows.append(
+        [
+            name,
+            times["analytic"],
+            *cells,
+            f"{n_needed:,}",
+            f"{t_needed * 1e3:.3g} ms ({t_needed / t_analytic:,.0f}×)",
+        ]
+    )
+    print(*rows[-1], sep=" | ", flush=True)
+
+
+def mvn_crossover(device, dtype, dims, rounds, failures):
+    """Table rows, the crossover dimension (or None), and the times {label: (dims, seconds)}."""
     rows, crossover = [], None
+    times = {"closed form": ([], []), "MC n=2": ([], []), "MC n=128": ([], [])}
     for d in dims:
-        torch.manual_seed(0)
-        p = make(td.MultivariateNormal, BATCH * d, dtype, device, event=d)
-        q = make(td.MultivariateNormal, BATCH * d, dtype, device, event=d)
-        exact = probgen.kl_divergence(p, q, method="analytic")
-        t = measure_side_by_side(
-            {
-                "analytic": lambda p=p, q=q: probgen.kl_divergence(p, q, validate=False),
-                "mc2": lambda p=p, q=q: probgen.mc_kl(p, q, 2),
-                "mc128": lambda p=p, q=q: probgen.mc_kl(p, q, 128),
-            },
-            device=device,
-            rounds=rounds,
-        )
-        spread = _spread(p, q, exact, 128, 8)
-        n_needed = math.ceil(128 * (spread / 0.01) ** 2)
-        t_needed = t["mc128"].median * n_needed / 128
-        if crossover is None and t["mc2"].median < t["analytic"].median:
-            crossover = d
-        rows.append(
-            [
-                d,
-                t["analytic"],
-                t["mc2"],
-                t["mc128"],
-                f"{spread:.3g}",
-                f"{n_needed:,}",
-                f"{t_needed * 1e3:.3g} ms",
-            ]
-        )
-        print(*rows[-1], sep=" | ", flush=True)
-    return rows, crossover
+        with failures.guard(f"MultivariateNormal, d = {d}"):
+            crossover = _mvn(d, device, dtype, rounds, rows, times, crossover)
+    return rows, crossover, times
 
 
-def main() -> None:
+def _mvn(d, device, dtype, rounds, rows, times, crossover):
+    torch.manual_seed(0)
+    p = make(td.MultivariateNormal, BATCH * d, dtype, device, event=d)
+    q = make(td.MultivariateNormal, BATCH * d, dtype, device, event=d)
+    exact = probgen.kl_divergence(p, q, method="analytic")
+    t = measure_side_by_side(
+        {
+            "analytic": lambda p=p, q=q: probgen.kl_divergence(p, q, validate=False),
+            "mc2": lambda p=p, q=q: probgen.mc_kl(p, q, 2),
+            "mc128": lambda p=p, q=q: probgen.mc_kl(p, q, 128),
+        },
+        device=device,
+        rounds=rounds,
+    )
+    spread = _spread(p, q, exact, 128, 8)
+    n_needed = math.ceil(128 * (spread / 0.01) ** 2)
+    t_needed = t["mc128"].median * n_needed / 128
+    if crossover is None and t["mc2"].median < t["analytic"].median:
+        crossover = d
+    rows.append(
+        [
+            d,
+            t["analytic"],
+            t["mc2"],
+            t["mc128"],
+            f"{spread:.3g}",
+            f"{n_needed:,}",
+            f"{t_needed * 1e3:.3g} ms",
+        ]
+    )
+    for label, key in (("closed form", "analytic"), ("MC n=2", "mc2"), ("MC n=128", "mc128")):
+        times[label][0].append(d)
+        times[label][1].append(t[key].median)
+    print(*rows[-1], sep=" | ", flush=True)
+    return crossover
+
+
+def plot_samples(path, curves):
+    """Relative sd and MC time / closed-form time against the number of samples, per pair."""
+    sd = {name: (list(c), [v[1] for v in c.values()]) for name, c in curves.items()}
+    cost = {name: (list(c), [v[0] for v in c.values()]) for name, c in curves.items()}
+    panels = [
+        Panel(
+            "Relative sd of one MC estimate",
+            "samples n",
+            "sd / exact KL",
+            sd,
+            logx=True,
+            logy=True,
+            hlines={"1%": 0.01},
+        ),
+        Panel(
+            "MC time / closed-form time",
+            "samples n",
+            "ratio",
+            cost,
+            logx=True,
+            logy=True,
+            hlines={"closed form": 1.0},
+        ),
+    ]
+    return save_figure(path, panels, title=f"Closed form vs Monte Carlo, batch {BATCH}")
+
+
+def plot_mvn(path, times, crossover):
+    """Closed-form and MC times against the dimension of a full-covariance MVN."""
+    panel = Panel(
+        f"Full-covariance MVN, batch {BATCH}",
+        "dimension d",
+        "seconds",
+        times,
+        logx=True,
+        logy=True,
+        vlines={} if crossover is None else {f"MC n=2 cheaper from d = {crossover}": crossover},
+    )
+    return save_figure(path, [panel])
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(DOCS / "kl_analytic_vs_mc.md"))
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None, help="the page (.md) to write")
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    out = args.out if args.out is not None else default_output(DOCS, "kl_analytic_vs_mc", device)
     if args.threads:
         torch.set_num_threads(args.threads)
     counts = [1, 16, 256] if args.quick else [1, 4, 16, 64, 256, 1024]
     seeds, rounds = (8, 5) if args.quick else (16, 10)
     dims = [2, 8, 32, 64, 128] if args.quick else [2, 4, 8, 16, 32, 64, 128, 256]
-    rows = pair_rows(device, torch.float32, counts, seeds, rounds)
-    mvn_rows, crossover = mvn_crossover(device, torch.float32, dims, rounds)
+    failures = Failures()
+    rows, curves = pair_rows(device, torch.float32, counts, seeds, rounds, failures)
+    mvn_rows, crossover, mvn_times = mvn_crossover(device, torch.float32, dims, rounds, failures)
+    stem = out.with_suffix("")
+    images = [
+        plot_samples(stem.with_name(f"{stem.name}_samples.png"), curves),
+        plot_mvn(stem.with_name(f"{stem.name}_mvn.png"), mvn_times, crossover),
+    ]
     write_markdown(
-        args.out,
+        out,
         "Closed-form vs Monte Carlo KL",
         [
             (
@@ -160,7 +241,8 @@ def main() -> None:
                 rows,
             ),
             (
-                f"Full-covariance MVN, batch {BATCH}: a 2-sample MC estimate is cheaper from d = {crossover}",
+                f"Full-covariance MVN, batch {BATCH}: a 2-sample MC estimate is cheaper "
+                + (f"from d = {crossover}" if crossover else "in none of these dimensions"),
                 [
                     "d",
                     "closed form",
@@ -180,9 +262,15 @@ def main() -> None:
             "estimator, n = 1 measured as n = 2, the least with a standard error). 'n for 1%' "
             "extrapolates sd ∝ 1/√n from the largest n; its time scales the largest n's time "
             "linearly."
+            + (" Each call timed with CUDA events." if device.type == "cuda" else "")
+            + (" Quick mode." if args.quick else "")
         ),
+        images=images,
+        failures=failures,
     )
+    print(f"written to {out}", file=sys.stderr)
+    return failures.exit_status()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,21 +4,30 @@ Target (KL core issue): every stable closed form within 2× of torch's implement
 pair. For the pairs torch lacks, the closed form is timed against a 100-sample Monte Carlo
 estimate instead.
 
-    python benchmarks/kl_closed_forms.py [--device cuda] [--size 100000] [--quick]
+    python benchmarks/kl_closed_forms.py [--device cuda] [--size 100000] [--quick] [--out PAGE.md]
 
-Writes ``docs/benchmarks/kl_closed_forms.md``.
+Writes ``docs/benchmarks/kl_closed_forms.md`` (CPU) or ``docs/benchmarks/gpu/kl_closed_forms.md``
+(CUDA), or ``--out``. A pair that raises is listed on the page and the others still run.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 from _families import EVENT, make
 
 import probgen
-from probgen.benchmarking import environment, measure_side_by_side, resolve_device, write_markdown
+from probgen.benchmarking import (
+    Failures,
+    default_output,
+    environment,
+    measure_side_by_side,
+    resolve_device,
+    write_markdown,
+)
 from probgen.kl import registry
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
@@ -33,65 +42,69 @@ def _compatible(p, q) -> bool:
         return False
 
 
-def run(device: torch.device, size: int, rounds: int) -> list[list[object]]:
+def run(device: torch.device, size: int, rounds: int, failures: Failures) -> list[list[object]]:
     rows = []
     pairs = sorted(
         registry.probgen_pairs().items(), key=lambda kv: (kv[0][0].__name__, kv[0][1].__name__)
     )
     for (tp, tq), fn in pairs:
         for dtype in (torch.float32, torch.float64):
-            torch.manual_seed(0)
-            p, q = make(tp, size, dtype, device), make(tq, size, dtype, device)
-            if p is None or q is None or not _compatible(p, q):
-                continue
-            original = registry._REPLACED.get((tp, tq))
-            candidates = {"probgen": lambda p=p, q=q, fn=fn: fn(p, q)}
-            if bool(torch.isinf(fn(p, q)).all()):
-                label, n_rounds = "none: +inf, support mismatch", rounds
-            elif original is not None:
-                candidates["reference"] = lambda p=p, q=q, f=original: f(p, q)
-                label, n_rounds = "torch's closed form", rounds
-            elif p.event_shape == q.event_shape:
-                candidates["reference"] = lambda p=p, q=q: probgen.mc_kl(p, q, MC_SAMPLES)
-                label, n_rounds = f"MC, {MC_SAMPLES} samples", 3
-            else:  # the same law in two encodings (Beta/Dirichlet, Categorical/one-hot)
-                label, n_rounds = "none", rounds
-            t = measure_side_by_side(candidates, device=device, rounds=n_rounds)
-            ref = t.get("reference")
-            ratio = f"{t['probgen'].median / ref.median:.2f}" if ref else "—"
-            verdict = (
-                ""
-                if original is None or not ref
-                else ("ok" if float(ratio) <= 2 else "**over 2×**")
-            )
-            rows.append(
-                [
-                    f"{tp.__name__} ‖ {tq.__name__}",
-                    str(dtype).replace("torch.", ""),
-                    t["probgen"],
-                    f"{ref} ({label})" if ref else label,
-                    ratio,
-                    verdict,
-                ]
-            )
-            print(*rows[-1], sep=" | ", flush=True)
+            case = f"{tp.__name__} ‖ {tq.__name__}, {str(dtype).replace('torch.', '')}"
+            with failures.guard(case):
+                torch.manual_seed(0)
+                p, q = make(tp, size, dtype, device), make(tq, size, dtype, device)
+                if p is None or q is None or not _compatible(p, q):
+                    continue
+                original = registry._REPLACED.get((tp, tq))
+                candidates = {"probgen": lambda p=p, q=q, fn=fn: fn(p, q)}
+                if bool(torch.isinf(fn(p, q)).all()):
+                    label, n_rounds = "none: +inf, support mismatch", rounds
+                elif original is not None:
+                    candidates["reference"] = lambda p=p, q=q, f=original: f(p, q)
+                    label, n_rounds = "torch's closed form", rounds
+                elif p.event_shape == q.event_shape:
+                    candidates["reference"] = lambda p=p, q=q: probgen.mc_kl(p, q, MC_SAMPLES)
+                    label, n_rounds = f"MC, {MC_SAMPLES} samples", 3
+                else:  # the same law in two encodings (Beta/Dirichlet, Categorical/one-hot)
+                    label, n_rounds = "none", rounds
+                t = measure_side_by_side(candidates, device=device, rounds=n_rounds)
+                ref = t.get("reference")
+                ratio = f"{t['probgen'].median / ref.median:.2f}" if ref else "—"
+                verdict = (
+                    ""
+                    if original is None or not ref
+                    else ("ok" if float(ratio) <= 2 else "**over 2×**")
+                )
+                rows.append(
+                    [
+                        f"{tp.__name__} ‖ {tq.__name__}",
+                        str(dtype).replace("torch.", ""),
+                        t["probgen"],
+                        f"{ref} ({label})" if ref else label,
+                        ratio,
+                        verdict,
+                    ]
+                )
+                print(*rows[-1], sep=" | ", flush=True)
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--out", default=str(DOCS / "kl_closed_forms.md"))
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None, help="the page (.md) to write")
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    out = args.out if args.out is not None else default_output(DOCS, "kl_closed_forms", device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = run(device, args.size, rounds=5 if args.quick else 15)
+    failures = Failures()
+    rows = run(device, args.size, 5 if args.quick else 15, failures)
     write_markdown(
-        args.out,
+        out,
         "Closed-form KL: probgen vs torch, pair by pair",
         [("", ["pair", "dtype", "probgen", "reference", "ratio", "≤ 2×"], rows)],
         env=environment(device),
@@ -101,9 +114,14 @@ def main() -> None:
             "rounds (probgen and the reference alternate, so both see the same load). Where "
             f"torch has no closed form, the reference is a {MC_SAMPLES}-sample Monte Carlo "
             "estimate (none for the same law in two encodings)."
+            + (" Each call timed with CUDA events." if device.type == "cuda" else "")
+            + (" Quick mode." if args.quick else "")
         ),
+        failures=failures,
     )
+    print(f"written to {out}", file=sys.stderr)
+    return failures.exit_status()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

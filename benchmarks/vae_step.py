@@ -18,9 +18,11 @@ Adam update) per call, at several batch sizes:
 All candidates run interleaved (A, B, C, …, A, B, C, …) and each one's median is reported, so the
 ratios see the same machine load.
 
-    python benchmarks/vae_step.py [--quick] [--device cpu|cuda]
+    python benchmarks/vae_step.py [--quick] [--device cpu|cuda] [--out PAGE.md]
 
-Writes ``docs/benchmarks/vae_step.md``.
+Batch sizes 32, 128, 512, 1024, 4096 (``--quick``: 32 and 1024 on the CPU; all of them on a GPU,
+where they take seconds). Writes ``docs/benchmarks/vae_step.md`` (CPU) or
+``docs/benchmarks/gpu/vae_step.md`` (CUDA), or ``--out``, and the plot ``vae_step.png`` next to it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 
 import pyro
@@ -37,7 +40,16 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
 import probgen  # noqa: F401  (registers the stable closed forms)
-from probgen.benchmarking import environment, measure_side_by_side, resolve_device, write_markdown
+from probgen.benchmarking import (
+    Failures,
+    Panel,
+    default_output,
+    environment,
+    measure_side_by_side,
+    resolve_device,
+    save_figure,
+    write_markdown,
+)
 from probgen.vae.data import PIXEL_MAX, load_digits_split
 from probgen.vae.model import VAE, mlp
 from probgen.vae.step import Stepper
@@ -101,67 +113,121 @@ def candidates(x: torch.Tensor, device: torch.device) -> dict[str, object]:
     }
 
 
-def main() -> int:
+def plot(path: Path, results: dict[int, dict[str, float]]) -> Path | None:
+    """Time per step, and its ratio to the hand-written step, against the batch size."""
+    batches = sorted(results)
+    names = list(dict.fromkeys(name for r in results.values() for name in r))
+    nan = float("nan")
+
+    def line(value):
+        return {
+            name: (
+                batches,
+                [value(results[b], name) if name in results[b] else nan for b in batches],
+            )
+            for name in names
+        }
+
+    panels = [
+        Panel(
+            "Time of one step",
+            "batch size",
+            "ms / step",
+            line(lambda r, name: r[name] * 1e3),
+            logx=True,
+            logy=True,
+        ),
+        Panel(
+            f"Ratio to {REFERENCE}",
+            "batch size",
+            "time / hand-written time",
+            line(lambda r, name: r[name] / r[REFERENCE] if REFERENCE in r else nan),
+            logx=True,
+            logy=True,
+        ),
+    ]
+    return save_figure(path, panels, title="VAE training step")
+
+
+def measure(all_x: torch.Tensor, batch: int, device: torch.device, rounds: int):
+    """Each candidate's timing of ``steps`` optimizer steps at this batch size, and ``steps``."""
+    # Batches larger than the data set repeat its rows.
+    x = all_x[torch.arange(batch, device=device) % all_x.shape[0]]
+    steps = max(3, 1280 // batch)  # about the same work per timing at every batch size
+    fns = candidates(x, device)
+    # Each timed call runs `steps` optimizer steps, so one timing is ≥ a few ms.
+    timed = {name: (lambda f=f, n=steps: [f() for _ in range(n)]) for name, f in fns.items()}
+    return measure_side_by_side(timed, device=device, warmup=2, rounds=rounds), steps
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="fewer batch sizes and rounds")
-    parser.add_argument("--out", default=str(DOCS / "vae_step.md"))
+    parser.add_argument("--out", type=Path, default=None, help="the page (.md) to write")
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch CPU threads (default 1: the machine is shared)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    out = args.out if args.out is not None else default_output(DOCS, "vae_step", device)
     data = load_digits_split("counts")
     all_x = torch.cat([data.train_x, data.test_x]).to(device)
-    sizes = (32, 1024) if args.quick else (32, 128, 512, 1024, 4096)
+    sizes = (32, 128, 512, 1024, 4096)
+    if args.quick and device.type != "cuda":
+        sizes = (32, 1024)
     rounds = 7 if args.quick else 11
     load_before = os.getloadavg()[0]
+    failures = Failures()
     rows = []
+    results: dict[int, dict[str, float]] = {}
     for batch in sizes:
-        # Batches larger than the data set repeat its rows.
-        x = all_x[torch.arange(batch, device=device) % all_x.shape[0]]
-        steps = max(3, 1280 // batch)  # about the same work per timing at every batch size
-        fns = candidates(x, device)
-        # Each timed call runs `steps` optimizer steps, so one timing is ≥ a few ms.
-        timed = {name: (lambda f=f, n=steps: [f() for _ in range(n)]) for name, f in fns.items()}
-        result = measure_side_by_side(timed, device=device, warmup=2, rounds=rounds)
-        ref = result[REFERENCE].median
-        for name, t in result.items():
-            per_step = t.median / steps
-            rows.append(
-                [
-                    batch,
-                    name,
-                    f"{per_step * 1e3:.3f}",
-                    f"{t.median / ref:.2f}×",
-                    f"{t.low / steps * 1e3:.3f}–{t.high / steps * 1e3:.3f}",
-                ]
-            )
-            print(f"batch {batch:5d}  {name:36s} {per_step * 1e3:8.3f} ms  {t.median / ref:5.2f}×")
+        with failures.guard(f"batch {batch}"):
+            result, steps = measure(all_x, batch, device, rounds)
+            ref = result[REFERENCE].median
+            results[batch] = {name: t.median / steps for name, t in result.items()}
+            for name, t in result.items():
+                per_step = t.median / steps
+                rows.append(
+                    [
+                        batch,
+                        name,
+                        f"{per_step * 1e3:.3f}",
+                        f"{t.median / ref:.2f}×",
+                        f"{t.low / steps * 1e3:.3f}–{t.high / steps * 1e3:.3f}",
+                    ]
+                )
+                ratio = t.median / ref
+                print(f"batch {batch:5d}  {name:36s} {per_step * 1e3:8.3f} ms  {ratio:5.2f}×")
     load_after = os.getloadavg()[0]
     notes = (
         "One optimizer step (forward, backward, Adam) of the `probgen train-vae` default VAE "
         "(MLP 400/200, latent 16, Binomial(16, p)), median over interleaved rounds "
-        f"({rounds} rounds of max(3, 1280 / batch) steps each); ratio = time / `{REFERENCE}` "
-        "measured in the same run. Range = fastest–slowest round. The machine is shared: its "
+        f"({rounds} rounds of max(3, 1280 / batch) steps each"
+        + (", each round timed with CUDA events" if device.type == "cuda" else "")
+        + f"); ratio = time / `{REFERENCE}` measured in the same run. Range = fastest–slowest "
+        "round. The machine may be shared: its "
         f"1-minute load average was {load_before:.1f} before and {load_after:.1f} after the run "
         f"({os.cpu_count()} cores), so absolute times are noisy; the ratios are the result."
         + (" Quick mode." if args.quick else "")
     )
     columns = ["batch", "step", "ms / step", f"ratio to {REFERENCE}", "range (ms)"]
+    image = plot(out.with_suffix(".png"), results)
     path = write_markdown(
-        args.out,
+        out,
         "VAE training step: Pyro SVI, probgen's fast path, hand-written PyTorch",
         [("", columns, rows)],
         env=environment(device),
         notes=notes,
+        images=[image],
+        failures=failures,
     )
-    print(f"wrote {path}")
-    return 0
+    print(f"wrote {path}", file=sys.stderr)
+    return failures.exit_status()
 
 
 if __name__ == "__main__":

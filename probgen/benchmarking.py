@@ -300,12 +300,13 @@ class Panel:
 
 
 def _draw(ax: object, panel: Panel) -> None:
-    for label, (xs, ys) in panel.lines.items():
+    for i, (label, (xs, ys)) in enumerate(panel.lines.items()):
         pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
         if panel.logy:
             pairs = [(x, y) for x, y in pairs if y > 0]
-        if pairs:
-            ax.plot(*zip(*pairs, strict=True), marker="o", markersize=3, label=label)
+        if pairs:  # past the 10 colours of the cycle, dashed lines
+            style = "-" if i < 10 else "--"
+            ax.plot(*zip(*pairs, strict=True), style, marker="o", markersize=3, label=label)
     width = 0.8 / max(len(panel.bars), 1)
     for i, (label, values) in enumerate(panel.bars.items()):
         xs = [k + (i - (len(panel.bars) - 1) / 2) * width for k in range(len(panel.categories))]
@@ -324,8 +325,11 @@ def _draw(ax: object, panel: Panel) -> None:
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel(panel.ylabel)
     ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="x-small", ncols=2 if len(panel.lines) + len(panel.bars) > 6 else 1)
+    entries = len(ax.get_legend_handles_labels()[0])
+    if entries > 6:  # below the axes, where it hides no data
+        ax.legend(fontsize="x-small", ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    elif entries:
+        ax.legend(fontsize="x-small")
 
 
 def save_figure(
@@ -346,7 +350,10 @@ def save_figure(
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = max(1, min(columns, len(panels)))
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(5.0 * cols, 3.6 * rows), layout="constrained")
+    # Room for legends of more than 6 entries, drawn below their axes in two columns.
+    entries = max(len(p.lines) + len(p.bars) + len(p.hlines) + len(p.vlines) for p in panels)
+    legend = 0.17 * math.ceil(entries / 2) if entries > 6 else 0.0
+    fig = Figure(figsize=(5.0 * cols, (3.6 + legend) * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, panel in zip(axes, panels, strict=False):
