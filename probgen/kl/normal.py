@@ -27,13 +27,18 @@ the rounding of ``r`` itself, an absolute error of one ulp in ``d``:
 The location difference is taken directly. See ``docs/kl/normal.md`` for the derivation and
 the measured errors.
 
-:func:`fused_normal_kl` is the fast path (the VAE's KL): it walks the flattened tensors in
-cache-sized blocks (2²⁰ elements) with in-place operations and a preallocated scratch buffer,
-so that a large batch costs a few passes over memory instead of a dozen fresh temporaries.
+:func:`fused_normal_kl` is the fast path (the VAE's KL). On the CPU it walks the flattened
+tensors in cache-sized blocks (2²⁰ elements) with in-place operations and a preallocated scratch
+buffer, so that a large batch costs a few passes over memory instead of a dozen fresh
+temporaries. On CUDA, where triton is installed, one Triton kernel
+(:mod:`probgen.kl._triton_normal`) reads each argument once and writes the result once, with
+the float64 series chosen per element (no host synchronisation); elsewhere on a GPU it makes one
+in-place pass over the whole tensors.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -56,6 +61,8 @@ _BIG_G_COEFFS = (1.0, -1.0 / 3, 1.0 / 4, -1.0 / 5)
 _BLOCK = 1 << 20
 # With autograd, the custom Function (blocked forward and backward) from this size on.
 _AUTOGRAD_BLOCKED = 1 << 16
+# Dtypes of the Triton kernel (fused_normal_kl on CUDA).
+_TRITON_DTYPES = (torch.float32, torch.float64)
 
 
 def _series_big_g(d: torch.Tensor) -> torch.Tensor:
@@ -195,15 +202,23 @@ def fused_normal_kl(
     r"""Batchwise KL(N(μ_p, σ_p²) ‖ N(μ_q, σ_q²)), the fast path (no autograd).
 
     Same formula and accuracy as :func:`normal_kl`, computed with in-place operations into
-    ``out`` and one scratch buffer. When the four arguments are contiguous with the full
-    broadcast shape, the flattened tensors are walked in blocks of 65536 elements that stay in
-    cache, so that no full-size temporary is allocated at all.
+    ``out`` and one scratch buffer. On the CPU, when the four arguments are contiguous with the
+    full broadcast shape, the flattened tensors are walked in blocks of 2²⁰ elements that stay
+    in cache, so that no full-size temporary is allocated at all.
+
+    On CUDA, for contiguous arguments of one shape and dtype (float32 or float64) and where
+    ``triton`` is installed, one Triton kernel computes the KL in a single pass (four reads and
+    one write per element, the float64 series selected per element): with ``out`` given and
+    ``validate=False`` the call never synchronises with the host. Otherwise on a GPU the
+    in-place operations run once over the whole tensors (no blocks; in float64 one
+    synchronisation to find the elements that need the series).
 
     Args:
         loc_p, scale_p, loc_q, scale_q: tensors of broadcastable shapes, scales positive.
         out: optional preallocated result of the broadcast shape and the arguments' dtype.
         validate: check that scales are positive and locations not NaN (a ``ValueError`` naming
-            the parameter otherwise); costs one read of each argument.
+            the parameter otherwise); costs one read of each argument and, on a GPU, a few
+            synchronisations.
 
     Returns:
         ``out`` (or a new tensor) of shape ``broadcast(loc_p, scale_p, loc_q, scale_q)``.
@@ -233,21 +248,48 @@ def fused_normal_kl(
             f"out must be a contiguous tensor of shape {tuple(shape)} and dtype {dtype}, "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
         )
+    contiguous = all(x.is_contiguous() for x in params)
+    if (
+        same
+        and contiguous
+        and out.is_cuda
+        and dtype in _TRITON_DTYPES
+        and all(x.device == out.device for x in params)
+    ):
+        launch = _triton_launch()
+        if launch is not None:
+            launch(*params, out)
+            return out
     if not same:
         params = tuple(x.expand(shape) for x in params)
-    elif out.numel() > _BLOCK and all(x.is_contiguous() for x in params):
+    elif out.numel() > _BLOCK and contiguous:
         return _blocked(params, out)
     _fused_into(*params, out=out, tmp=torch.empty_like(out))
     return out
 
 
+@functools.cache
+def _triton_launch() -> Callable[..., None] | None:
+    """The Triton kernel's launcher, or ``None`` where triton is not installed (first CUDA call)."""
+    try:
+        from probgen.kl._triton_normal import launch
+    except ImportError:
+        return None
+    return launch
+
+
 def _blocked(params: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
-    """KL into ``out`` block by block; all tensors contiguous, same shape and dtype."""
+    """KL into ``out`` block by block; all tensors contiguous, same shape and dtype.
+
+    The blocks are for CPU caches: on other devices the whole tensor is one block, so that
+    the float64 series check synchronises once, not once per block.
+    """
     views = [x.view(-1) for x in (*params, out)]
     n = out.numel()
-    tmp = torch.empty(min(n, _BLOCK), dtype=out.dtype, device=out.device)
-    for start in range(0, n, _BLOCK):
-        block = [v[start : start + _BLOCK] for v in views]
+    size = _BLOCK if out.device.type == "cpu" else max(n, 1)
+    tmp = torch.empty(min(n, size), dtype=out.dtype, device=out.device)
+    for start in range(0, n, size):
+        block = [v[start : start + size] for v in views]
         _fused_into(*block[:4], out=block[4], tmp=tmp[: block[4].numel()])
     return out
 
