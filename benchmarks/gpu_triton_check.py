@@ -39,9 +39,9 @@ from probgen.benchmarking import environment, measure_side_by_side, resolve_devi
 from probgen.kl import normal as pg_normal
 
 TARGET = 0.70  # fraction of copy bandwidth, float32 at 1e8 elements
-SWEEP = {
-    torch.float32: [(1024, 4), (2048, 4), (4096, 4), (4096, 8), (8192, 8)],
-    torch.float64: [(1024, 4), (2048, 4), (2048, 8), (4096, 8)],
+SWEEP = {  # (BLOCK, num_warps) for the kernel; the defaults are (1024, 4) and (1024, 8)
+    torch.float32: [(512, 4), (1024, 4), (2048, 4), (2048, 8), (4096, 8)],
+    torch.float64: [(512, 4), (1024, 4), (1024, 8), (2048, 8)],
 }
 
 
