@@ -299,6 +299,15 @@ class Panel:
     vlines: Mapping[str, float] = field(default_factory=dict)
 
 
+def _legend_entries(panel: Panel) -> int:
+    return len(panel.lines) + len(panel.bars) + len(panel.hlines) + len(panel.vlines)
+
+
+def _legend_below(panel: Panel) -> bool:
+    """Long legends, and those of bars (which fill the axes), go below the axes."""
+    return _legend_entries(panel) > 6 or bool(panel.bars)
+
+
 def _draw(ax: object, panel: Panel) -> None:
     for i, (label, (xs, ys)) in enumerate(panel.lines.items()):
         pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
@@ -326,7 +335,7 @@ def _draw(ax: object, panel: Panel) -> None:
     ax.set_ylabel(panel.ylabel)
     ax.grid(True, which="major", alpha=0.3)
     entries = len(ax.get_legend_handles_labels()[0])
-    if entries > 6:  # below the axes, where it hides no data
+    if _legend_below(panel):  # where it hides no data
         ax.legend(fontsize="x-small", ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     elif entries:
         ax.legend(fontsize="x-small")
@@ -350,9 +359,9 @@ def save_figure(
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = max(1, min(columns, len(panels)))
     rows = math.ceil(len(panels) / cols)
-    # Room for legends of more than 6 entries, drawn below their axes in two columns.
-    entries = max(len(p.lines) + len(p.bars) + len(p.hlines) + len(p.vlines) for p in panels)
-    legend = 0.17 * math.ceil(entries / 2) if entries > 6 else 0.0
+    # Room for the legends drawn below their axes, in two columns.
+    below = [_legend_entries(p) for p in panels if _legend_below(p)]
+    legend = 0.17 * math.ceil(max(below) / 2) if below else 0.0
     fig = Figure(figsize=(5.0 * cols, (3.6 + legend) * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
