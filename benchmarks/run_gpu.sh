@@ -32,7 +32,7 @@ run() {
   echo "== $name: exit ${PIPESTATUS[0]}, $((SECONDS - t0)) s" | tee -a "$log"
 }
 run triton_check python3 benchmarks/gpu_triton_check.py --device "$device"
-for name in kl_normal_speed kl_kernels kl_analytic_vs_mc kl_closed_forms elbo_gradients vae_step; do
+for name in kl_normal_speed kl_kernels vae_step kl_analytic_vs_mc elbo_gradients kl_closed_forms; do
   run "$name" python3 benchmarks/run_all.py --device "$device" --quick --out-dir "$out" --only "$name" \
     --timeout "$limit"
 done
