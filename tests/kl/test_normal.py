@@ -235,3 +235,26 @@ def test_torch_kl_divergence_dispatches_to_probgen():
     for (tp, tq), fn in pairs.items():
         assert lookup(examples[tp], examples[tq]) is fn
         assert probgen.kl.probgen_pairs()[tp, tq] is fn
+
+
+def test_off_the_cpu_autograd_is_the_eager_formula_and_no_grad_the_fused_kernel():
+    """The blocked autograd Function is for CPU caches; other devices (here the meta device,
+    which runs no arithmetic) get autograd through normal_kl, and without gradients
+    fused_normal_kl's single pass."""
+    n = 4 * (1 << 20)
+    lp, sp, lq, sq = (torch.empty(n, device="meta") for _ in range(4))
+    lp.requires_grad_()
+    on_meta = kl_divergence(
+        Normal(lp, sp, validate_args=False), Normal(lq, sq, validate_args=False)
+    )
+    assert on_meta.device.type == "meta" and on_meta.shape == (n,)
+    assert "_NormalKL" not in type(on_meta.grad_fn).__name__
+    cpu = [torch.rand(n) + 0.5 for _ in range(4)]
+    cpu[0].requires_grad_()
+    on_cpu = kl_divergence(Normal(cpu[0], cpu[1]), Normal(cpu[2], cpu[3]))
+    assert "_NormalKL" in type(on_cpu.grad_fn).__name__
+    with torch.no_grad():
+        no_grad = kl_divergence(
+            Normal(lp, sp, validate_args=False), Normal(lq, sq, validate_args=False)
+        )
+    assert no_grad.device.type == "meta" and no_grad.grad_fn is None
