@@ -222,3 +222,20 @@ def test_nan_from_an_infinite_parameter_names_it():
     p, q = Normal(inf, 1.0, validate_args=False), Normal(inf, 1.0, validate_args=False)
     with pytest.raises(ValueError, match=r"p: parameter 'loc' of Normal is inf at index \(\)"):
         probgen.kl_divergence(p, q)
+
+
+def test_prefer_speed_keeps_the_closed_form_off_the_cpu():
+    """The MVN crossover was measured on the CPU; on a GPU the closed form was cheaper at every
+    dimension (docs/benchmarks/gpu/kl_analytic_vs_mc.md)."""
+    from torch.distributions import MultivariateNormal
+
+    from probgen.kl.policy import mc_is_cheaper
+
+    def mvn(device):
+        eye = torch.eye(64, device=device)
+        return MultivariateNormal(
+            torch.zeros(64, device=device), scale_tril=eye, validate_args=False
+        )
+
+    assert mc_is_cheaper(mvn("cpu"), mvn("cpu"), 2)
+    assert not mc_is_cheaper(mvn("meta"), mvn("meta"), 2)
