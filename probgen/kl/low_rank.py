@@ -157,17 +157,22 @@ def low_rank_kl(
     return 0.5 * (cov + maha)
 
 
-# Up to this rank the triangular solves are written as substitution over the r rows,
+# Up to this rank the triangular solves on the CPU are written as substitution over the r rows,
 # vectorized over the batch: LAPACK's batched calls cost ~1.5–3.5 ms per 25 000 2 × 2 systems,
 # the row loop a few elementwise passes. Same algorithm (forward/back substitution), same
-# rounding.
+# rounding. On a GPU each of those passes is a kernel launch (r² of them per solve) and one
+# batched solve is one launch, so there the library's solve is used at every rank.
 _SUBSTITUTION_MAX_RANK = 4
+
+
+def _substitute(lower: torch.Tensor) -> bool:
+    return lower.shape[-1] <= _SUBSTITUTION_MAX_RANK and lower.device.type == "cpu"
 
 
 def _solve_lower(lower: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """X with L X = B for lower-triangular L ``(..., r, r)`` and B ``(..., r, k)`` (broadcast)."""
     r = lower.shape[-1]
-    if r > _SUBSTITUTION_MAX_RANK:
+    if not _substitute(lower):
         return torch.linalg.solve_triangular(lower, b, upper=False)
     rows: list[torch.Tensor] = []
     for i in range(r):
@@ -181,7 +186,7 @@ def _solve_lower(lower: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _solve_lower_transposed(lower: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """X with Lᵀ X = B for lower-triangular L ``(..., r, r)`` and B ``(..., r, k)``."""
     r = lower.shape[-1]
-    if r > _SUBSTITUTION_MAX_RANK:
+    if not _substitute(lower):
         return torch.linalg.solve_triangular(lower.mT, b, upper=True)
     rows: list[torch.Tensor | None] = [None] * r
     for i in range(r - 1, -1, -1):

@@ -403,3 +403,24 @@ def test_low_rank_triangular_solves_match_lapack(r):
     torch.testing.assert_close(_solve_lower(lower, b), expected, rtol=1e-13, atol=0)
     expected = torch.cholesky_solve(b.expand(5, 3, r, 4), lower)
     torch.testing.assert_close(_cholesky_solve(b, lower), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_low_rank_solves_use_one_batched_call_off_the_cpu(monkeypatch):
+    """Substitution over the rows is a CPU choice; on other devices (here the meta device, which
+    runs no arithmetic) each solve is one library call."""
+    from probgen.kl.low_rank import _cholesky_solve
+
+    calls = []
+    solve = torch.linalg.solve_triangular
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].device.type)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "solve_triangular", counting)
+    eye = torch.eye(2, dtype=torch.float64)
+    b = torch.ones(7, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(_cholesky_solve(b, 2 * eye), b / 4)
+    assert calls == []
+    out = _cholesky_solve(b.to("meta"), (2 * eye).to("meta"))
+    assert out.shape == (7, 2, 3) and calls == ["meta", "meta"]
