@@ -3,6 +3,9 @@ shapes, gradients, the fused path and dispatch."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import mpmath
 import pytest
 import torch
@@ -258,3 +261,41 @@ def test_off_the_cpu_autograd_is_the_eager_formula_and_no_grad_the_fused_kernel(
             Normal(lp, sp, validate_args=False), Normal(lq, sq, validate_args=False)
         )
     assert no_grad.device.type == "meta" and no_grad.grad_fn is None
+
+
+def test_cpu_tensors_never_reach_triton(monkeypatch):
+    """On the CPU fused_normal_kl keeps its eager (blocked) path even where triton is importable."""
+
+    def fail():
+        raise AssertionError("the Triton path was taken for CPU tensors")
+
+    monkeypatch.setattr(kl_normal, "_triton_launch", fail)
+    g = torch.Generator().manual_seed(0)
+    lp, lq = torch.randn(2, 400, generator=g)
+    sp, sq = torch.rand(2, 400, generator=g) + 0.1
+    expected = kl_normal.normal_kl(lp, sp, lq, sq)
+    assert torch.equal(kl_normal.fused_normal_kl(lp, sp, lq, sq), expected)
+
+
+def test_blocks_only_on_the_cpu(monkeypatch):
+    """Off the CPU (here the meta device) the in-place pass runs once over the whole tensor."""
+    calls = []
+    fused_into = kl_normal._fused_into
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["out"].numel())
+        return fused_into(*args, **kwargs)
+
+    monkeypatch.setattr(kl_normal, "_fused_into", counting)
+    n = 2 * kl_normal._BLOCK + 3
+    for device, expected in (("meta", [n]), ("cpu", [kl_normal._BLOCK] * 2 + [3])):
+        calls.clear()
+        x = torch.ones(n, device=device)
+        kl_normal.fused_normal_kl(x, x, x, x, validate=False)
+        assert calls == expected, device
+
+
+def test_import_probgen_does_not_import_triton():
+    code = "import sys, probgen, probgen.kl.normal; print('triton' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
