@@ -7,7 +7,7 @@ The only family where a sampled estimate ever beat the closed form on time is th
 MultivariateNormal: the closed form costs O(B·d³) (two Cholesky factors and a triangular solve
 with d right-hand sides), a sample O(B·d²) once q's factor is known. In
 ``docs/benchmarks/kl_analytic_vs_mc.md`` (batch 256, float32, CPU, one thread), a 2-sample
-estimate is cheaper from d = 32 on (d = 64: 3.4 ms vs 9.4 ms; d = 256: 165 ms vs 405 ms), while
+estimate is cheaper from d = 32 on (d = 64: 6.8 ms vs 13.0 ms; d = 256: 144 ms vs 380 ms), while
 at 128 samples the closed form is cheaper at every d up to 256; the per-sample cost measured
 there puts the break-even at 2–3 samples for d = 64…256. A 2-sample estimate's relative standard
 deviation is ~0.5–1, so this is a choice for stochastic optimisation (where an unbiased noisy
