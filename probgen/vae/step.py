@@ -44,7 +44,7 @@ from pyro.infer import ELBO, SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch import Tensor
 
 from probgen.vae.distributed import Distributed, ELBOLossModule, wrap_ddp
-from probgen.vae.fast_elbo import UnsupportedGuide, elbo_loss
+from probgen.vae.fast_elbo import PlainParameters, UnsupportedGuide, elbo_loss
 from probgen.vae.noise import FixedNoise
 
 #: Names of the ELBO estimators: ``trace`` (KL sampled), ``meanfield`` (KL analytic).
@@ -175,6 +175,7 @@ class Stepper:
         self._analytic = elbo == "meanfield"
         self._lean = engine == "fast"  # until the guide turns out unsupported
         self._checked = False
+        self._plain = PlainParameters(vae)
         if engine == "fast":
             self.optimizer: Any = torch.optim.Adam(vae.parameters(), lr=lr, fused=True)
             if self.distributed.enabled:
@@ -203,9 +204,10 @@ class Stepper:
                 # the RNG so that Pyro's loss below sees the same samples.
                 rng = None if self._checked else torch.get_rng_state()
                 try:
-                    loss_t, recon_t, kl_t = elbo_loss(
-                        self.vae.model, self.vae.guide, x, kl_weight, analytic=self._analytic
-                    )
+                    with self._plain:
+                        loss_t, recon_t, kl_t = elbo_loss(
+                            self.vae.model, self.vae.guide, x, kl_weight, analytic=self._analytic
+                        )
                     self._checked = True
                     bad = (~torch.isfinite(kl_t)).to(kl_t.dtype)
                     return loss_t, recon_t, kl_t, bad

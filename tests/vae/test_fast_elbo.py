@@ -94,3 +94,36 @@ def test_non_reparameterized_guide_is_refused_and_stepper_falls_back():
     terms = stepper.step(x)
     assert not stepper._lean
     assert math.isclose(terms.loss, expected, rel_tol=1e-6)
+
+
+def test_plain_parameters_skip_param_statements_and_restore_the_classes(x):
+    from torch import nn
+
+    from probgen.vae.fast_elbo import PlainParameters
+
+    class Scaled(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.scale = PyroParam(torch.tensor(2.0), dist.constraints.positive)
+
+    pyro.clear_param_store()
+    vae = _vae()
+    vae.extra = Scaled()
+    before = {m: type(m) for m in vae.modules()}
+    plain = PlainParameters(vae)
+
+    def param_sites():
+        trace = pyro.poutine.trace(vae.guide).get_trace(x[:4])
+        return [name for name, site in trace.nodes.items() if site["type"] == "param"]
+
+    with_params = param_sites()
+    assert with_params and all(n.startswith("encoder") for n in with_params)
+    with pytest.raises(RuntimeError, match="inside"):
+        with plain:
+            assert type(vae.encoder[0]) is nn.Linear  # a leaf with parameters: plain torch
+            assert type(vae.encoder) is not nn.Sequential  # a container: still a PyroModule
+            assert type(vae.extra) is Scaled  # a PyroParam owner keeps its Pyro behaviour
+            assert param_sites() == []
+            raise RuntimeError("inside")
+    assert {m: type(m) for m in vae.modules()} == before
+    assert param_sites() == with_params
