@@ -98,13 +98,12 @@ def _abs_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _textbook(
-    a: torch.Tensor, b: torch.Tensor, lg_sum: torch.Tensor, lg_magnitude: torch.Tensor | None
+    a: torch.Tensor, b: torch.Tensor, lg_sum: torch.Tensor, lg_magnitude: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """torch's formula, log Γ(α₀) − log Γ(β₀) + Σ[log Γ(βᵢ) − log Γ(αᵢ) + (αᵢ − βᵢ)(ψ(αᵢ) −
     ψ(α₀))], with few temporaries, and its magnitude M (no autograd history).
 
-    ``lg_sum`` is Σ[log Γ(βᵢ) − log Γ(αᵢ)] and ``lg_magnitude`` its part of M (None where the
-    caller bounds that part's rounding itself)."""
+    ``lg_sum`` is Σ[log Γ(βᵢ) − log Γ(αᵢ)] and ``lg_magnitude`` its part of M."""
     a0, b0 = _last_sum(a), _last_sum(b)
     d = a - b
     psi, psi0 = torch.digamma(a), torch.digamma(a0).unsqueeze(-1)
@@ -121,8 +120,7 @@ def _textbook(
     with torch.no_grad():
         magnitude += lg_a0.abs_()
         magnitude += lg_b0.abs_()
-        if lg_magnitude is not None:
-            magnitude += lg_magnitude
+        magnitude += lg_magnitude
         if magnitude.shape != value.shape:
             magnitude = magnitude.expand(value.shape).clone()
     return value, magnitude
