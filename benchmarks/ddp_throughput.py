@@ -111,8 +111,10 @@ def main() -> None:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        from probgen.vae.distributed import exit_process
+
         worker(args)
-        return
+        exit_process(0)
 
     import torch
 

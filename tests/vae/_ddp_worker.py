@@ -25,7 +25,7 @@ import pyro
 import torch
 
 from probgen.vae.data import load_digits_split
-from probgen.vae.distributed import init_distributed, shutdown
+from probgen.vae.distributed import exit_process, init_distributed, shutdown
 from probgen.vae.noise import step_noise
 from probgen.vae.step import Stepper
 from probgen.vae.train import TrainConfig, TrainingInterrupted, build_vae, train
@@ -105,3 +105,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_process(0)

@@ -229,3 +229,12 @@ def test_a_rank_that_dies_stops_the_run_without_a_hang_or_a_torn_checkpoint(tmp_
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
     assert load_checkpoint(run / FILENAME)["epoch"] == 1
+
+
+def test_exit_process_flushes_and_keeps_the_status():
+    code = (
+        "import sys; from probgen.vae.distributed import exit_process; "
+        "print('out', end=''); print('err', end='', file=sys.stderr); exit_process(3)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out", "err")
