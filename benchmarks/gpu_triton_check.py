@@ -35,7 +35,13 @@ import torch
 from torch.distributions import Normal
 from torch.distributions import kl as torch_kl
 
-from probgen.benchmarking import environment, measure_side_by_side, resolve_device, time_fn
+from probgen.benchmarking import (
+    copy_bandwidth,
+    environment,
+    measure_side_by_side,
+    resolve_device,
+    time_fn,
+)
 from probgen.kl import normal as pg_normal
 
 TARGET = 0.70  # fraction of copy bandwidth, float32 at 1e8 elements
@@ -168,16 +174,6 @@ def run_dtype(
     return ok, fraction
 
 
-def copy_bandwidth(mb: float, device: torch.device, repeats: int) -> float:
-    """Bytes per second of ``dst.copy_(src)`` for ``mb`` MB buffers, read and write counted."""
-    src = torch.ones(int(mb * 1e6) // 4, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    t = time_fn(lambda: dst.copy_(src), device=device, warmup=3, repeats=repeats)
-    bw = 2 * src.numel() * 4 / t.median
-    print(f"\ncopy_ of {mb:g} MB: {t}, {bw / 1e9:.1f} GB/s (read + write)")
-    return bw
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
@@ -194,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not triton:
         print("FAIL: triton is not importable; fused_normal_kl takes the eager path on CUDA")
 
-    copy_bw = copy_bandwidth(args.copy_mb, device, args.repeats)
+    copy_bw = copy_bandwidth(device, int(args.copy_mb * 1e6), args.repeats)
+    print(f"\ncopy_ of {args.copy_mb:g} MB: {copy_bw / 1e9:.1f} GB/s (read + write)")
 
     ok32, fraction = run_dtype(args.n, torch.float32, device, args.repeats, copy_bw, triton)
     ok64, _ = run_dtype(args.n64, torch.float64, device, args.repeats, copy_bw, triton)

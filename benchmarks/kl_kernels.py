@@ -26,12 +26,12 @@ import probgen  # noqa: F401  (registers the closed forms)
 from probgen.benchmarking import (
     Failures,
     Panel,
+    copy_bandwidth,
     default_output,
     environment,
     measure_side_by_side,
     resolve_device,
     save_figure,
-    time_fn,
     write_markdown,
 )
 from probgen.kl import torch_kl_only
@@ -41,14 +41,6 @@ FAMILIES = ["Normal", "diagonal Normal (d=64)", "MVN (d=16)", "low-rank MVN (d=6
 # Largest size per family where less than the device's: the dense MVN is compute-bound (its
 # batched Cholesky solves are O(B·d³)); 1e8 elements would only add minutes.
 LARGEST = {"MVN (d=16)": 10**7}
-
-
-def copy_bandwidth(device: torch.device, nbytes: int = 400_000_000) -> float:
-    """Bytes per second of a device-to-device copy of ``nbytes`` (read + write counted)."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    t = time_fn(lambda: dst.copy_(src), device=device, warmup=2, repeats=5)
-    return 2 * nbytes / t.median
 
 
 def _pos(shape, device):

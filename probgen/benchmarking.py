@@ -32,6 +32,7 @@ __all__ = [
     "Failures",
     "Panel",
     "Timing",
+    "copy_bandwidth",
     "default_output",
     "environment",
     "measure_side_by_side",
@@ -114,6 +115,17 @@ def time_fn(
     while len(times) < repeats or sum(times) < min_time:
         times.append(_once(fn, device))
     return Timing(statistics.median(times), min(times), max(times), len(times))
+
+
+def copy_bandwidth(
+    device: torch.device | str = "cpu", nbytes: int = 400_000_000, repeats: int = 5
+) -> float:
+    """Bytes per second of ``dst.copy_(src)`` between two float32 buffers of ``nbytes`` bytes,
+    read and write counted: the floor of memory-bound kernels (median of ``repeats``)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    t = time_fn(lambda: dst.copy_(src), device=device, warmup=2, repeats=repeats)
+    return 2 * src.numel() * 4 / t.median
 
 
 def measure_side_by_side(

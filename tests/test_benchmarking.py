@@ -196,3 +196,13 @@ def test_plots_of_the_slow_benchmarks(tmp_path, monkeypatch):
     vae = _script("vae_step", monkeypatch)
     steps = {32: {vae.REFERENCE: 1e-3, "probgen fast (meanfield)": 2e-3}, 1024: {"x": 1e-2}}
     _assert_png(vae.plot(tmp_path / "v.png", steps))
+
+
+def test_copy_bandwidth_counts_read_and_write(monkeypatch):
+    from probgen import benchmarking
+
+    seconds = 0.5
+    monkeypatch.setattr(
+        benchmarking, "time_fn", lambda fn, **kw: benchmarking.Timing(seconds, seconds, seconds, 1)
+    )
+    assert benchmarking.copy_bandwidth("cpu", nbytes=4_000) == 2 * 4_000 / seconds
