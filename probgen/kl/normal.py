@@ -27,13 +27,14 @@ the rounding of ``r`` itself, an absolute error of one ulp in ``d``:
 The location difference is taken directly. See ``docs/kl/normal.md`` for the derivation and
 the measured errors.
 
-:func:`fused_normal_kl` is the fast path (the VAE's KL). On the CPU it walks the flattened
-tensors in cache-sized blocks (2²⁰ elements) with in-place operations and a preallocated scratch
-buffer, so that a large batch costs a few passes over memory instead of a dozen fresh
-temporaries. On CUDA, where triton is installed, one Triton kernel
-(:mod:`probgen.kl._triton_normal`) reads each argument once and writes the result once, with
-the float64 series chosen per element (no host synchronisation); elsewhere on a GPU it makes one
-in-place pass over the whole tensors.
+:func:`fused_normal_kl` is the fast path (the VAE's KL), also taken by the registered function
+without autograd. On the CPU a compiled C kernel (:mod:`probgen.kl._cpu_normal`, built on first
+use where a C compiler exists) reads each argument once and writes the result once, evaluating
+``log r`` inline so that the sum has no cancellation and needs no series; without a compiler the
+flattened tensors are walked in cache-sized blocks (2²⁰ elements) with in-place operations. On
+CUDA, where triton is installed, one Triton kernel (:mod:`probgen.kl._triton_normal`) makes the
+single pass, with the float64 series chosen per element (no host synchronisation); elsewhere on
+a GPU one in-place pass runs over the whole tensors.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ _BIG_G_COEFFS = (1.0, -1.0 / 3, 1.0 / 4, -1.0 / 5)
 _BLOCK = 1 << 20
 # With autograd, the custom Function (blocked forward and backward) from this size on.
 _AUTOGRAD_BLOCKED = 1 << 16
-# Dtypes of the Triton kernel (fused_normal_kl on CUDA).
-_TRITON_DTYPES = (torch.float32, torch.float64)
+# Dtypes of the compiled kernels (fused_normal_kl: C on the CPU, Triton on CUDA).
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 def _series_big_g(d: torch.Tensor) -> torch.Tensor:
@@ -201,10 +202,13 @@ def fused_normal_kl(
 ) -> torch.Tensor:
     r"""Batchwise KL(N(μ_p, σ_p²) ‖ N(μ_q, σ_q²)), the fast path (no autograd).
 
-    Same formula and accuracy as :func:`normal_kl`, computed with in-place operations into
-    ``out`` and one scratch buffer. On the CPU, when the four arguments are contiguous with the
-    full broadcast shape, the flattened tensors are walked in blocks of 2²⁰ elements that stay
-    in cache, so that no full-size temporary is allocated at all.
+    The value of :func:`normal_kl` (within a few units in the last place), written into ``out``.
+    On the CPU, for contiguous arguments of one shape and dtype (float32 or float64), a compiled
+    C kernel makes one pass: four reads and one write per element, split over
+    ``torch.get_num_threads()`` threads (:mod:`probgen.kl._cpu_normal`; it is built on first use
+    and skipped where there is no C compiler or ``PROBGEN_NATIVE=0``). Otherwise in-place
+    operations run into ``out`` and one scratch buffer, on contiguous CPU tensors in blocks of
+    2²⁰ elements that stay in cache.
 
     On CUDA, for contiguous arguments of one shape and dtype (float32 or float64) and where
     ``triton`` is installed, one Triton kernel computes the KL in a single pass (four reads and
@@ -252,11 +256,13 @@ def fused_normal_kl(
     if (
         same
         and contiguous
-        and out.is_cuda
-        and dtype in _TRITON_DTYPES
+        and dtype in _KERNEL_DTYPES
         and all(x.device == out.device for x in params)
     ):
-        launch = _triton_launch()
+        device = out.device.type
+        launch = (
+            _cpu_launch() if device == "cpu" else _triton_launch() if device == "cuda" else None
+        )
         if launch is not None:
             launch(*params, out)
             return out
@@ -266,6 +272,14 @@ def fused_normal_kl(
         return _blocked(params, out)
     _fused_into(*params, out=out, tmp=torch.empty_like(out))
     return out
+
+
+@functools.cache
+def _cpu_launch() -> Callable[..., None] | None:
+    """The compiled CPU kernel's launcher, or ``None`` where it cannot be built (first call)."""
+    from probgen.kl._cpu_normal import load
+
+    return load()
 
 
 @functools.cache
@@ -326,7 +340,7 @@ class _NormalKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, loc_p, scale_p, loc_q, scale_q):  # type: ignore[override]
         ctx.save_for_backward(loc_p, scale_p, loc_q, scale_q)
-        return _blocked((loc_p, scale_p, loc_q, scale_q), torch.empty_like(loc_p))
+        return _cpu_forward((loc_p, scale_p, loc_q, scale_q))
 
     @staticmethod
     @once_differentiable
@@ -357,8 +371,9 @@ class _NormalKL(torch.autograd.Function):
 def _normal_kl_dispatch(
     loc_p: torch.Tensor, scale_p: torch.Tensor, loc_q: torch.Tensor, scale_q: torch.Tensor
 ) -> torch.Tensor:
-    """On the CPU, the blocked paths for same-shape arguments (with or without autograd);
-    elsewhere, :func:`fused_normal_kl` without autograd (one Triton kernel on CUDA); else eager."""
+    """Same-shape arguments: on the CPU the compiled kernel (or the blocked passes) forward, with
+    the blocked analytic backward under autograd; elsewhere :func:`fused_normal_kl` without
+    autograd (one Triton kernel on CUDA); else the eager formula."""
     params = (loc_p, scale_p, loc_q, scale_q)
     if not (
         loc_p.shape == scale_p.shape == loc_q.shape == scale_q.shape
@@ -377,10 +392,23 @@ def _normal_kl_dispatch(
         return normal_kl(*params)
     if not on_cpu:
         return fused_normal_kl(*params, validate=False)
-    if n > _BLOCK and contiguous:
-        return _blocked(params, torch.empty_like(loc_p))
+    if contiguous:
+        return _cpu_forward(params)
     out = torch.empty_like(loc_p)
     _fused_into(*params, out=out, tmp=torch.empty_like(out))
+    return out
+
+
+def _cpu_forward(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """KL of contiguous same-shape CPU tensors: the compiled kernel, else the blocked passes."""
+    out = torch.empty_like(params[0])
+    launch = _cpu_launch() if out.dtype in _KERNEL_DTYPES else None
+    if launch is not None:
+        launch(*params, out)
+    elif out.numel() > _BLOCK:
+        _blocked(params, out)
+    else:
+        _fused_into(*params, out=out, tmp=torch.empty_like(out))
     return out
 
 

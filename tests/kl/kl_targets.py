@@ -39,3 +39,12 @@ def near_equal_loc_scale(dtype: torch.dtype) -> list[tuple[float, float, float, 
         ]
     lo, hi = SCALES[dtype][0], SCALES[dtype][-1]
     return [*cases, (0.0, lo, 0.0, hi), (0.0, hi, 0.0, lo), (1.0, 2.0, 3.0, 0.5)]
+
+
+def normal_kl_mpmath(loc_p: float, scale_p: float, loc_q: float, scale_q: float) -> object:
+    """Textbook KL(N_p ‖ N_q) = log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²)/(2σ_q²) − ½, 60 digits."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        lp, sp, lq, sq = (mpmath.mpf(float(x)) for x in (loc_p, scale_p, loc_q, scale_q))
+        return mpmath.log(sq / sp) + (sp**2 + (lp - lq) ** 2) / (2 * sq**2) - mpmath.mpf(1) / 2

@@ -10,6 +10,7 @@ import mpmath
 import pytest
 import torch
 from kl_targets import SCALES, near_equal_loc_scale
+from kl_targets import normal_kl_mpmath as reference
 from torch.distributions import HalfNormal, LogNormal, Normal, kl_divergence
 
 import probgen
@@ -17,13 +18,6 @@ from probgen.kl import normal as kl_normal
 from probgen.kl.registry import lookup, torch_kl_only
 
 DTYPES = (torch.float32, torch.float64)
-
-
-def reference(loc_p, scale_p, loc_q, scale_q) -> mpmath.mpf:
-    """Textbook KL(N_p ‖ N_q) = log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²)/(2σ_q²) − ½, 60 digits."""
-    with mpmath.workdps(60):
-        lp, sp, lq, sq = (mpmath.mpf(float(x)) for x in (loc_p, scale_p, loc_q, scale_q))
-        return mpmath.log(sq / sp) + (sp**2 + (lp - lq) ** 2) / (2 * sq**2) - mpmath.mpf(1) / 2
 
 
 def assert_accurate(value: torch.Tensor, refs: list, dtype: torch.dtype) -> None:
@@ -132,8 +126,14 @@ def test_broadcast_shapes():
     assert kl_divergence(HalfNormal(torch.ones(2, 1)), HalfNormal(torch.ones(5))).shape == (2, 5)
 
 
+@pytest.fixture
+def without_compiled_kernel(monkeypatch):
+    """The PyTorch paths of the CPU, as where no C compiler is found."""
+    monkeypatch.setattr(kl_normal, "_cpu_launch", lambda: None)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blocked_fused_path_equals_eager(dtype, monkeypatch):
+def test_blocked_fused_path_equals_eager(dtype, monkeypatch, without_compiled_kernel):
     monkeypatch.setattr(kl_normal, "_BLOCK", 65536)
     n = 3 * 65536 + 17  # several blocks and a ragged tail
     gen = torch.Generator().manual_seed(2)
@@ -149,7 +149,7 @@ def test_blocked_fused_path_equals_eager(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blocked_autograd_path_matches_eager_gradients(dtype, monkeypatch):
+def test_blocked_autograd_path_matches_eager_gradients(dtype, monkeypatch, without_compiled_kernel):
     monkeypatch.setattr(kl_normal, "_BLOCK", 65536)
     n = 2 * 65536 + 5
     gen = torch.Generator().manual_seed(4)
@@ -263,22 +263,30 @@ def test_off_the_cpu_autograd_is_the_eager_formula_and_no_grad_the_fused_kernel(
     assert no_grad.device.type == "meta" and no_grad.grad_fn is None
 
 
-def test_cpu_tensors_never_reach_triton(monkeypatch):
-    """On the CPU fused_normal_kl keeps its eager (blocked) path even where triton is importable."""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_cpu_tensors_never_reach_triton(monkeypatch, compiled):
+    """On the CPU fused_normal_kl keeps its CPU paths even where triton is importable."""
 
     def fail():
         raise AssertionError("the Triton path was taken for CPU tensors")
 
     monkeypatch.setattr(kl_normal, "_triton_launch", fail)
+    if not compiled:
+        monkeypatch.setattr(kl_normal, "_cpu_launch", lambda: None)
     g = torch.Generator().manual_seed(0)
     lp, lq = torch.randn(2, 400, generator=g)
     sp, sq = torch.rand(2, 400, generator=g) + 0.1
-    expected = kl_normal.normal_kl(lp, sp, lq, sq)
-    assert torch.equal(kl_normal.fused_normal_kl(lp, sp, lq, sq), expected)
+    value = kl_normal.fused_normal_kl(lp, sp, lq, sq)
+    if compiled:  # its own rounding: within 2e-6 relative (tests/kl/test_normal_cpu_kernel.py)
+        exact = kl_normal.normal_kl(lp.double(), sp.double(), lq.double(), sq.double())
+        torch.testing.assert_close(value.double(), exact, rtol=2e-6, atol=0)
+    else:
+        assert torch.equal(value, kl_normal.normal_kl(lp, sp, lq, sq))
 
 
-def test_blocks_only_on_the_cpu(monkeypatch):
-    """Off the CPU (here the meta device) the in-place pass runs once over the whole tensor."""
+def test_blocks_only_on_the_cpu(monkeypatch, without_compiled_kernel):
+    """Off the CPU (here the meta device) the in-place pass runs once over the whole tensor;
+    on the CPU, without the compiled kernel, in blocks."""
     calls = []
     fused_into = kl_normal._fused_into
 
