@@ -120,8 +120,9 @@ def load_library(source: Path) -> ctypes.CDLL | None:
     if cc is None:
         _status[key] = "no C compiler found (set CC)"
         return None
+    version = _version(cc)
     digest = hashlib.sha256()
-    for part in (source.read_bytes(), _version(cc).encode(), " ".join(FLAGS).encode()):
+    for part in (source.read_bytes(), version.encode(), " ".join(FLAGS).encode()):
         digest.update(part)
     digest.update(f"{platform.machine()}\n{_cpu_identity()}".encode())
     target = cache_dir() / f"{source.stem}-{digest.hexdigest()[:20]}.so"
@@ -139,6 +140,7 @@ def load_library(source: Path) -> ctypes.CDLL | None:
         except OSError as err:  # a damaged cached file: build it again once
             _status[key] = f"could not load {target}: {err}"
             continue
-        _status[key] = f"loaded {target}"
+        compiler = version.strip().splitlines()[0] if version.strip() else cc
+        _status[key] = f"loaded {target} (built by {compiler}, {' '.join(FLAGS[:2])})"
         return library
     return None
