@@ -27,56 +27,93 @@ needs O(d³) work anyway for a stable result. Derivation: ``docs/kl/multivariate
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.distributions import Independent, LowRankMultivariateNormal, MultivariateNormal
 
 from probgen.kl.independent import call_fallback
 from probgen.kl.mvn import _expand, diagonal_normal_parts, mvn_kl, mvn_parts
 from probgen.kl.registry import register_kl
-from probgen.kl.stable import x_minus_log1p
 
 __all__ = ["chol1p", "low_rank_kl", "ratio_minus_log"]
 
 
 def ratio_minus_log(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""ρ − 1 − log ρ with ρ = a/b, for positive a, b: g((a − b)/b) where |a − b| ≤ b/2 (the
-    difference is exact there), ρ − 1 − (log a − log b) elsewhere. Broadcast shape, ≥ 0."""
+    r"""ρ − 1 − log ρ with ρ = a/b, for positive a, b. Broadcast shape, ≥ 0.
+
+    In float64: g((a − b)/b) where |a − b| ≤ b/2 (the difference is exact there),
+    ρ − 1 − (log a − log b) elsewhere. Narrower dtypes are evaluated in float64 as
+    ρ − 1 − log ρ: ρ − 1 is exact there, and as a ≠ b differ by at least one float32 ulp
+    (|ρ − 1| ≥ 2⁻²⁵), float64's rounding costs at most ~2⁻⁵³·2/|ρ − 1| < 0.2 float32 ulp.
+    """
+    dtype = torch.result_type(a, b)
+    if dtype != torch.float64:
+        rho = a.double().div_(b)
+        log_rho = torch.log(rho)
+        # ρ − 1 before − log ρ: (ρ − log ρ) − 1 would round away the O((ρ − 1)²) result. In
+        # place unless a gradient is recorded through ρ (which log saved).
+        grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+        rho = rho - 1 if grad else rho.sub_(1)
+        return rho.sub_(log_rho).to(dtype).clamp_min_(0)
     x = (a - b) / b
     near = x.abs() <= 0.5
     if bool(near.all()):
-        return x_minus_log1p(x)
+        return _x_minus_log1p(x)
     far = a / b - 1 - (torch.log(a) - torch.log(b))
-    # The far elements are given x = 1 (outside x_minus_log1p's series range, which it
-    # evaluates on a gather of its small arguments): their value is discarded.
-    return torch.where(near, x_minus_log1p(torch.where(near, x, 1.0)), far.clamp_min(0))
+    return torch.where(near, _x_minus_log1p(x.clamp(-0.5, 0.5)), far.clamp_min(0))
+
+
+# g(x) = x − log(1 + x) = 2u²/(1 − u) − 2u³·Σ_k u^{2k}/(2k + 3) with u = x/(2 + x), used in
+# float64 for |u| < 1/4 (the direct form loses at most ~2 bits there); 14 terms reach
+# 0.25^28/31 < 1e-18.
+_SERIES_BELOW = 0.25
+_G_COEFFS = tuple(1.0 / (2 * k + 3) for k in range(14))
+# Narrower dtypes are evaluated in float64: x − log1p(x) for |x| ≥ 2⁻¹⁰ (relative error
+# ~2⁻⁵³·2/|x| ≤ 5e-13), x²(1/2 − x/3 + x²/4) below (truncation ~0.4|x|³ ≤ 4e-10).
+_DIRECT_FROM = 2.0**-10
+
+
+def _x_minus_log1p(x: torch.Tensor) -> torch.Tensor:
+    """g(x) = x − log(1 + x) for x > −1, ≥ 0, to a few ulps, as
+    :func:`probgen.kl.stable.x_minus_log1p` but without its data-dependent gather (which costs
+    more than the series on the (batch, d) arrays of this module): the series is evaluated on
+    every element (its argument clamped) and selected with ``where``."""
+    if x.dtype != torch.float64:
+        x64 = x.double()
+        tiny = x64.square() * (0.5 - x64 * (1 / 3 - 0.25 * x64))
+        out = torch.where(x64.abs() < _DIRECT_FROM, tiny, x64 - torch.log1p(x64))
+        return out.to(x.dtype).clamp_min(0)
+    u = x / (2 + x)
+    us = u.clamp(-_SERIES_BELOW, _SERIES_BELOW)
+    u2 = us * us
+    poly = torch.full_like(u2, _G_COEFFS[-1])
+    for c in reversed(_G_COEFFS[:-1]):
+        poly = poly * u2 + c
+    series = 2 * u2 * (1 / (1 - us) - us * poly)
+    return torch.where(u.abs() < _SERIES_BELOW, series, x - torch.log1p(x)).clamp_min(0)
 
 
 def chol1p(t: torch.Tensor) -> torch.Tensor:
     r"""F = chol(I + T) − I for symmetric T with I + T positive definite, ``(..., n, n)``.
 
-    Cholesky's recurrence written for the deviation from I: with
-    :math:`s_j = T_{jj} - \sum_{k<j} F_{jk}^2`,
-    :math:`F_{jj} = s_j / (1 + \sqrt{1 + s_j})` and
-    :math:`F_{ij} = (T_{ij} - \sum_{k<j} F_{ik}F_{jk}) / (1 + F_{jj})` for i > j, so F keeps
-    its relative accuracy however small T is. A loop over the n columns (n is a rank here),
-    vectorized over the batch.
+    F keeps its relative accuracy however small T is: below the diagonal it is the library's
+    Cholesky factor of I + T (whose entries :math:`F_{ij} = (T_{ij} - \sum_{k<j}F_{ik}F_{jk})
+    / (1 + F_{jj})` are formed from T's own entries; rounding 1 + T_jj only perturbs the
+    divisor), and on the diagonal :math:`F_{jj} = s_j / (1 + \sqrt{1 + s_j})` with
+    :math:`s_j = T_{jj} - \sum_{k<j} F_{jk}^2` (:func:`_chol1p_parts`).
     """
-    n = t.shape[-1]
-    rows = torch.arange(n, device=t.device)
-    cols: list[torch.Tensor] = []
-    for j in range(n):
-        if cols:
-            prev = torch.stack(cols, -1)  # (..., n, j)
-            row_j = prev[..., j, :]
-            s = t[..., j, j] - row_j.square().sum(-1)
-            col = t[..., :, j] - (prev @ row_j.unsqueeze(-1)).squeeze(-1)
-        else:
-            s = t[..., j, j]
-            col = t[..., :, j]
-        f_jj = s / (1 + torch.sqrt(1 + s))
-        col = torch.where(rows > j, col / (1 + f_jj).unsqueeze(-1), 0.0)
-        cols.append(torch.where(rows == j, f_jj.unsqueeze(-1), col))
-    return torch.stack(cols, -1)
+    lower, s = _chol1p_parts(t)
+    return lower + torch.diag_embed(s / (1 + torch.sqrt(1 + s)))
+
+
+def _chol1p_parts(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F strictly below the diagonal, s) for F = chol(I + T) − I: :func:`chol1p`. Raises
+    ``torch.linalg.LinAlgError`` if I + T is not numerically positive definite."""
+    eye = torch.eye(t.shape[-1], dtype=t.dtype, device=t.device)
+    lower = torch.linalg.cholesky(eye + t).tril(-1)
+    s = t.diagonal(dim1=-2, dim2=-1) - lower.square().sum(-1)
+    return lower, s
 
 
 def _pad_rank(w: torch.Tensor, r: int) -> torch.Tensor:
@@ -105,8 +142,12 @@ def low_rank_kl(
     :math:`I + F = \mathrm{chol}(I + L_{C_p}^{-1}(C_q - C_p)L_{C_p}^{-\top})`,
     :math:`\phi(I + F) = \sum_{i>j}F_{ij}^2 + \sum_i[2g(F_{ii}) + F_{ii}^2]` and
     :math:`\Delta H = C_p^{-1}W_p^\top D_p^{-1} - C_q^{-1}W_q^\top D_q^{-1}`, all computed from
-    the differences of the parameters (see the module docstring). The covariance part and the
-    mean part are each clamped at 0.
+    the differences of the parameters (see the module docstring). With
+    :math:`M = D_p^{-1}\Delta W + (D_p^{-1} - D_q^{-1})W_q`,
+    :math:`L_{C_q}^\top\Delta H = A M^\top + B\,W_q^\top D_q^{-1}` where the r × r matrices
+    :math:`A = L_{C_q}^\top C_p^{-1}` and :math:`B = -A(C_p - C_q)C_q^{-1}` come from the
+    inverses of the r × r factors: every product with a d-long side is one batched matrix
+    product. The covariance part and the mean part are each clamped at 0.
 
     Args:
         loc_p, loc_q: ``(..., d)``; factor_p, factor_q: ``(..., d, r_p)``, ``(..., d, r_q)``
@@ -120,53 +161,86 @@ def low_rank_kl(
 
     Reference: ``docs/kl/multivariate.md``.
     """
+    d = loc_p.shape[-1]
     r = max(factor_p.shape[-1], factor_q.shape[-1])
-    wp, wq = _pad_rank(factor_p, r), _pad_rank(factor_q, r)
-    dmu = loc_p - loc_q
+    batch = torch.broadcast_shapes(
+        loc_p.shape[:-1],
+        loc_q.shape[:-1],
+        factor_p.shape[:-2],
+        factor_q.shape[:-2],
+        diag_p.shape[:-1],
+        diag_q.shape[:-1],
+    )
+
+    # Every operand flattened to one batch dimension (a view unless it was broadcast), so that
+    # each product below is a single batched matrix product.
+    def flat(x: torch.Tensor, *event: int) -> torch.Tensor:
+        return x.expand(*batch, *event).reshape(-1, *event)
+
+    wp, wq = flat(_pad_rank(factor_p, r), d, r), flat(_pad_rank(factor_q, r), d, r)
+    dp, dq = flat(diag_p, d), flat(diag_q, d)
+    dmu = flat(loc_p - loc_q, d)
+    inv_dq = dq.reciprocal()
+    d_inv = (dq - dp) / (dp * dq)  # D_p⁻¹ − D_q⁻¹, from the difference
+    # The (batch, d, r) temporaries are updated in place when no gradient is recorded through
+    # them: on the CPU a fresh buffer of that size costs more in page faults than the
+    # arithmetic on it, and two of them are live at a time instead of five.
+    inputs = (loc_p, factor_p, diag_p, loc_q, factor_q, diag_q)
+    own = not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs))
+
     dw = wp - wq
-    inv_dp = diag_p.reciprocal()
-    d_inv = (diag_q - diag_p) / (diag_p * diag_q)  # D_p⁻¹ − D_q⁻¹, from the difference
-    joint = ratio_minus_log(diag_p, diag_q).sum(-1)
-    joint = joint + (dw.square() / diag_q.unsqueeze(-1)).sum((-2, -1))
+    e = dw / dp.unsqueeze(-1)  # D_p⁻¹ΔW
+    dc = e.mT @ wp  # ΔWᵀD_p⁻¹W_p
+    dw = dw.square_() if own else dw.square()
+    joint = ratio_minus_log(dp, dq).sum(-1) + (inv_dq.unsqueeze(-2) @ dw).sum((-2, -1))
+    m = e.addcmul_(wq, d_inv.unsqueeze(-1)) if own else torch.addcmul(e, wq, d_inv.unsqueeze(-1))
+    del e
+    dc = torch.baddbmm(dc, wq.mT, m)  # C_p − C_q = ΔWᵀD_p⁻¹W_p + W_qᵀM
+    dc = 0.5 * (dc + dc.mT)
 
     eye = torch.eye(r, dtype=wp.dtype, device=wp.device)
-    vp = wp * inv_dp.unsqueeze(-1)  # D_p⁻¹ W_p
-    vq = wq / diag_q.unsqueeze(-1)  # D_q⁻¹ W_q
-    lcp = _capacitance(capacitance_tril_p, eye, wp, vp)
-    lcq = _capacitance(capacitance_tril_q, eye, wq, vq)
-    # m = D_p⁻¹ΔW + (D_p⁻¹ − D_q⁻¹)W_q, so that C_p − C_q = ΔWᵀ D_p⁻¹W_p + W_qᵀ m
-    m = dw * inv_dp.unsqueeze(-1) + wq * d_inv.unsqueeze(-1)
-    dc = dw.mT @ vp + wq.mT @ m
-    dc = 0.5 * (dc + dc.mT)  # C_p − C_q
-    a = _solve_lower(lcp, -dc)
-    t = _solve_lower(lcp, a.mT).mT  # a·L_Cp⁻ᵀ
-    f = chol1p(0.5 * (t + t.mT))
-    f_diag = f.diagonal(dim1=-2, dim2=-1)
-    # F is lower triangular (chol1p writes exact zeros above the diagonal), so the sum of its
-    # squares is Σ_{i>j} F_ij² + Σ_i F_ii².
-    phi = f.square().sum((-2, -1)) + 2 * x_minus_log1p(f_diag).sum(-1)
+    lcp = _capacitance(capacitance_tril_p, eye, wp, dp, flat)
+    lcq = _capacitance(capacitance_tril_q, eye, wq, dq, flat)
+    lcp_inv, lcq_inv = _solve_lower(torch.stack([lcp, lcq]), eye).unbind()
+    t = -(lcp_inv @ dc @ lcp_inv.mT)  # L_Cp⁻¹(C_q − C_p)L_Cp⁻ᵀ
+    # φ(I + T) = tr T − log det(I + T) = Σ_{i>j} F_ij² + Σ_j g(s_j), as (1 + F_jj)² = 1 + s_j.
+    lower, s_diag = _chol1p_parts(0.5 * (t + t.mT))
+    phi = lower.square().sum((-2, -1)) + _x_minus_log1p(s_diag).sum(-1)
 
-    hq = _cholesky_solve(vq.mT, lcq)  # C_q⁻¹ W_qᵀ D_q⁻¹, (..., r, d)
-    rhs = m.mT - dc @ hq
-    g = lcq.mT @ _cholesky_solve(rhs, lcp)  # L_Cqᵀ ΔH
-    posterior = (g.square() * diag_p.unsqueeze(-2)).sum((-2, -1)) + (g @ wp).square().sum((-2, -1))
+    a = lcq.mT @ (lcp_inv.mT @ lcp_inv)  # L_Cqᵀ C_p⁻¹
+    b = -(a @ dc @ (lcq_inv.mT @ lcq_inv))
+    # L_Cqᵀ ΔH = A Mᵀ + B W_qᵀD_q⁻¹, (n, r, d): written over the buffer of ΔW² when that is ours.
+    g = torch.bmm(b, wq.mT, out=dw.view(-1, r, d)) if own else b @ wq.mT
+    g = g.mul_(inv_dq.unsqueeze(-2)).baddbmm_(a, m.mT)
+    del m
+    posterior = (g @ wp).square().sum((-2, -1))
+    g = g.square_() if own else g.square()
+    posterior = posterior + (g @ dp.unsqueeze(-1)).sum((-2, -1))
     cov = (joint - phi - posterior).clamp_min(0)
 
-    proj = _solve_lower(lcq, vq.mT @ dmu.unsqueeze(-1))
-    maha = ((dmu.square() / diag_q).sum(-1) - proj.square().sum((-2, -1))).clamp_min(0)
-    return 0.5 * (cov + maha)
+    z = dmu * inv_dq  # D_q⁻¹Δμ
+    proj = lcq_inv @ (wq.mT @ z.unsqueeze(-1))
+    maha = ((dmu * z).sum(-1) - proj.square().sum((-2, -1))).clamp_min(0)
+    return (0.5 * (cov + maha)).reshape(batch)
 
 
-# Up to this rank the triangular solves on the CPU are written as substitution over the r rows,
-# vectorized over the batch: LAPACK's batched calls cost ~1.5–3.5 ms per 25 000 2 × 2 systems,
-# the row loop a few elementwise passes. Same algorithm (forward/back substitution), same
-# rounding. On a GPU each of those passes is a kernel launch (r² of them per solve) and one
-# batched solve is one launch, so there the library's solve is used at every rank.
+# Up to this rank, and from this many systems on, the triangular solves on the CPU are written
+# as substitution over the r rows, vectorized over the batch: LAPACK's batched calls cost
+# ~0.13 µs per 4 × 4 system (7 ms for 52 000), the row loop r² elementwise passes (3.7 ms),
+# while for a few hundred systems the r² calls of the loop cost more than LAPACK. Same
+# algorithm (forward substitution), same rounding. On a GPU each of those passes is a kernel
+# launch and one batched solve is one launch, so there the library's solve is always used.
 _SUBSTITUTION_MAX_RANK = 4
+_SUBSTITUTION_MIN_SYSTEMS = 1024
 
 
 def _substitute(lower: torch.Tensor) -> bool:
-    return lower.shape[-1] <= _SUBSTITUTION_MAX_RANK and lower.device.type == "cpu"
+    r = lower.shape[-1]
+    return (
+        r <= _SUBSTITUTION_MAX_RANK
+        and lower.device.type == "cpu"
+        and lower.numel() >= _SUBSTITUTION_MIN_SYSTEMS * r * r
+    )
 
 
 def _solve_lower(lower: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -183,32 +257,19 @@ def _solve_lower(lower: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
-def _solve_lower_transposed(lower: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """X with Lᵀ X = B for lower-triangular L ``(..., r, r)`` and B ``(..., r, k)``."""
-    r = lower.shape[-1]
-    if not _substitute(lower):
-        return torch.linalg.solve_triangular(lower.mT, b, upper=True)
-    rows: list[torch.Tensor | None] = [None] * r
-    for i in range(r - 1, -1, -1):
-        acc = b[..., i, :]
-        for j in range(i + 1, r):
-            acc = acc - lower[..., j, i].unsqueeze(-1) * rows[j]
-        rows[i] = acc / lower[..., i, i].unsqueeze(-1)
-    return torch.stack(rows, -2)
-
-
-def _cholesky_solve(b: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
-    """(L Lᵀ)⁻¹ B, as ``torch.cholesky_solve(b, lower)``."""
-    return _solve_lower_transposed(lower, _solve_lower(lower, b))
-
-
 def _capacitance(
-    given: torch.Tensor | None, eye: torch.Tensor, w: torch.Tensor, v: torch.Tensor
+    given: torch.Tensor | None,
+    eye: torch.Tensor,
+    w: torch.Tensor,
+    diag: torch.Tensor,
+    flat: Callable[..., torch.Tensor],
 ) -> torch.Tensor:
-    """chol(I + Wᵀ D⁻¹ W) (v = D⁻¹W, rank padded to r): ``given`` padded with I, or computed."""
+    """chol(I + Wᵀ D⁻¹ W) for the flattened W ``(n, d, r)`` (rank padded to r) and D ``(n, d)``:
+    ``given`` (unflattened, its own rank) flattened and padded with I, or computed."""
     if given is None:
-        return torch.linalg.cholesky(eye + w.mT @ v)
+        return torch.linalg.cholesky(eye + w.mT @ (w / diag.unsqueeze(-1)))
     rank = given.shape[-1]
+    given = flat(given, rank, rank)
     if rank == eye.shape[-1]:
         return given
     padded = torch.nn.functional.pad(given, (0, eye.shape[-1] - rank, 0, eye.shape[-1] - rank))

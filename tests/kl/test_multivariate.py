@@ -390,23 +390,25 @@ def test_chol1p_matches_cholesky_and_keeps_relative_accuracy():
 
 
 @pytest.mark.parametrize("r", [1, 2, 3, 4, 6])
-def test_low_rank_triangular_solves_match_lapack(r):
-    from probgen.kl.low_rank import _cholesky_solve, _solve_lower
+@pytest.mark.parametrize("batch", [(5, 3), (40, 30)])  # LAPACK; substitution up to rank 4
+def test_low_rank_triangular_solves_match_lapack(r, batch):
+    from probgen.kl.low_rank import _solve_lower
 
     g = torch.Generator().manual_seed(r)
-    a = torch.randn(5, 1, r, r, generator=g, dtype=torch.float64)
+    a = torch.randn(batch[0], 1, r, r, generator=g, dtype=torch.float64)
     lower = torch.linalg.cholesky(a @ a.mT + r * torch.eye(r, dtype=torch.float64))
-    b = torch.randn(3, r, 4, generator=g, dtype=torch.float64)  # batch broadcast to (5, 3)
+    lower = lower.expand(*batch, r, r)
+    b = torch.randn(batch[1], r, 4, generator=g, dtype=torch.float64)  # broadcast to batch
     expected = torch.linalg.solve_triangular(lower, b, upper=False)
-    torch.testing.assert_close(_solve_lower(lower, b), expected, rtol=1e-13, atol=0)
-    expected = torch.cholesky_solve(b.expand(5, 3, r, 4), lower)
-    torch.testing.assert_close(_cholesky_solve(b, lower), expected, rtol=1e-12, atol=1e-15)
+    # Entries of size O(1) from O(1) inputs: a few ulps, absolute where an entry cancels.
+    torch.testing.assert_close(_solve_lower(lower, b), expected, rtol=1e-13, atol=1e-15)
 
 
-def test_low_rank_solves_use_one_batched_call_off_the_cpu(monkeypatch):
-    """Substitution over the rows is a CPU choice; on other devices (here the meta device, which
-    runs no arithmetic) each solve is one library call."""
-    from probgen.kl.low_rank import _cholesky_solve
+def test_low_rank_solves_use_one_batched_call_off_the_cpu_or_for_few_systems(monkeypatch):
+    """Substitution over the rows is a CPU choice for many systems; on other devices (here the
+    meta device, which runs no arithmetic) and for a few systems each solve is one library
+    call."""
+    from probgen.kl.low_rank import _SUBSTITUTION_MIN_SYSTEMS, _solve_lower
 
     calls = []
     solve = torch.linalg.solve_triangular
@@ -417,8 +419,11 @@ def test_low_rank_solves_use_one_batched_call_off_the_cpu(monkeypatch):
 
     monkeypatch.setattr(torch.linalg, "solve_triangular", counting)
     eye = torch.eye(2, dtype=torch.float64)
-    b = torch.ones(7, 2, 3, dtype=torch.float64)
-    torch.testing.assert_close(_cholesky_solve(b, 2 * eye), b / 4)
+    b = torch.ones(_SUBSTITUTION_MIN_SYSTEMS, 2, 3, dtype=torch.float64)
+    many = (2 * eye).expand(_SUBSTITUTION_MIN_SYSTEMS, 2, 2)
+    torch.testing.assert_close(_solve_lower(many, b), b / 2)
     assert calls == []
-    out = _cholesky_solve(b.to("meta"), (2 * eye).to("meta"))
-    assert out.shape == (7, 2, 3) and calls == ["meta", "meta"]
+    torch.testing.assert_close(_solve_lower(2 * eye, b[:7]), b[:7] / 2)
+    assert calls == ["cpu"]
+    out = _solve_lower(many.to("meta"), b.to("meta"))
+    assert out.shape == b.shape and calls == ["cpu", "meta"]
