@@ -27,8 +27,6 @@ needs O(d³) work anyway for a stable result. Derivation: ``docs/kl/multivariate
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch.distributions import Independent, LowRankMultivariateNormal, MultivariateNormal
 
@@ -177,16 +175,57 @@ def low_rank_kl(
     def flat(x: torch.Tensor, *event: int) -> torch.Tensor:
         return x.expand(*batch, *event).reshape(-1, *event)
 
-    wp, wq = flat(_pad_rank(factor_p, r), d, r), flat(_pad_rank(factor_q, r), d, r)
-    dp, dq = flat(diag_p, d), flat(diag_q, d)
-    dmu = flat(loc_p - loc_q, d)
-    inv_dq = dq.reciprocal()
-    d_inv = (dq - dp) / (dp * dq)  # D_p⁻¹ − D_q⁻¹, from the difference
-    # The (batch, d, r) temporaries are updated in place when no gradient is recorded through
+    def flat_tril(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else flat(x, *x.shape[-2:])
+
+    parts = (
+        flat(_pad_rank(factor_p, r), d, r),
+        flat(_pad_rank(factor_q, r), d, r),
+        flat(diag_p, d),
+        flat(diag_q, d),
+        flat(loc_p - loc_q, d),
+        flat_tril(capacitance_tril_p),
+        flat_tril(capacitance_tril_q),
+    )
+    # (batch, d, r) temporaries are updated in place when no gradient is recorded through
     # them: on the CPU a fresh buffer of that size costs more in page faults than the
     # arithmetic on it, and two of them are live at a time instead of five.
     inputs = (loc_p, factor_p, diag_p, loc_q, factor_q, diag_q)
     own = not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs))
+    # On the CPU a large batch is taken in chunks of about _CHUNK_ELEMENTS factor entries, whose
+    # temporaries stay in cache and are reused from one chunk to the next.
+    n = parts[0].shape[0]
+    step = max(1, _CHUNK_ELEMENTS // max(d * r, 1))
+    if parts[0].device.type != "cpu" or n <= step:
+        return _low_rank_kl_flat(*parts, own=own).reshape(batch)
+    chunks = [
+        _low_rank_kl_flat(*(x if x is None else x[i : i + step] for x in parts), own=own)
+        for i in range(0, n, step)
+    ]
+    return torch.cat(chunks).reshape(batch)
+
+
+# Entries of W per chunk of the batch on the CPU (4 MiB in float32).
+_CHUNK_ELEMENTS = 2**20
+
+
+def _low_rank_kl_flat(
+    wp: torch.Tensor,
+    wq: torch.Tensor,
+    dp: torch.Tensor,
+    dq: torch.Tensor,
+    dmu: torch.Tensor,
+    capacitance_tril_p: torch.Tensor | None,
+    capacitance_tril_q: torch.Tensor | None,
+    *,
+    own: bool,
+) -> torch.Tensor:
+    """:func:`low_rank_kl` on flattened operands: W ``(n, d, r)`` (rank padded), D and Δμ
+    ``(n, d)``, capacitance factors ``(n, r_p, r_p)`` or ``None``; ``own``: the (n, d, r)
+    temporaries may be updated in place. Returns ``(n,)``."""
+    d, r = wp.shape[-2:]
+    inv_dq = dq.reciprocal()
+    d_inv = (dq - dp) / (dp * dq)  # D_p⁻¹ − D_q⁻¹, from the difference
 
     dw = wp - wq
     e = dw / dp.unsqueeze(-1)  # D_p⁻¹ΔW
@@ -199,8 +238,8 @@ def low_rank_kl(
     dc = 0.5 * (dc + dc.mT)
 
     eye = torch.eye(r, dtype=wp.dtype, device=wp.device)
-    lcp = _capacitance(capacitance_tril_p, eye, wp, dp, flat)
-    lcq = _capacitance(capacitance_tril_q, eye, wq, dq, flat)
+    lcp = _capacitance(capacitance_tril_p, eye, wp, dp)
+    lcq = _capacitance(capacitance_tril_q, eye, wq, dq)
     lcp_inv, lcq_inv = _solve_lower(torch.stack([lcp, lcq]), eye).unbind()
     t = -(lcp_inv @ dc @ lcp_inv.mT)  # L_Cp⁻¹(C_q − C_p)L_Cp⁻ᵀ
     # φ(I + T) = tr T − log det(I + T) = Σ_{i>j} F_ij² + Σ_j g(s_j), as (1 + F_jj)² = 1 + s_j.
@@ -221,7 +260,7 @@ def low_rank_kl(
     z = dmu * inv_dq  # D_q⁻¹Δμ
     proj = lcq_inv @ (wq.mT @ z.unsqueeze(-1))
     maha = ((dmu * z).sum(-1) - proj.square().sum((-2, -1))).clamp_min(0)
-    return (0.5 * (cov + maha)).reshape(batch)
+    return 0.5 * (cov + maha)
 
 
 # Up to this rank, and from this many systems on, the triangular solves on the CPU are written
@@ -258,18 +297,13 @@ def _solve_lower(lower: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _capacitance(
-    given: torch.Tensor | None,
-    eye: torch.Tensor,
-    w: torch.Tensor,
-    diag: torch.Tensor,
-    flat: Callable[..., torch.Tensor],
+    given: torch.Tensor | None, eye: torch.Tensor, w: torch.Tensor, diag: torch.Tensor
 ) -> torch.Tensor:
-    """chol(I + Wᵀ D⁻¹ W) for the flattened W ``(n, d, r)`` (rank padded to r) and D ``(n, d)``:
-    ``given`` (unflattened, its own rank) flattened and padded with I, or computed."""
+    """chol(I + Wᵀ D⁻¹ W) for W ``(n, d, r)`` (rank padded to r) and D ``(n, d)``: ``given``
+    (``(n, r_given, r_given)``) padded with I, or computed."""
     if given is None:
         return torch.linalg.cholesky(eye + w.mT @ (w / diag.unsqueeze(-1)))
     rank = given.shape[-1]
-    given = flat(given, rank, rank)
     if rank == eye.shape[-1]:
         return given
     padded = torch.nn.functional.pad(given, (0, eye.shape[-1] - rank, 0, eye.shape[-1] - rank))
