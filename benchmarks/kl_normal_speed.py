@@ -166,9 +166,9 @@ def table_row(n: int, row: dict[str, float], item: int) -> list[str]:
 
 def _cpu_kernel() -> str:
     """Which CPU path *fused* measures: the compiled kernel (and its build) or why not."""
-    launch = pg_normal._cpu_launch()
+    kernels = pg_normal._cpu_kernels()
     state = next(iter(_native.status().values()), "not loaded")
-    return ("compiled C, " if launch is not None else "none (PyTorch passes): ") + state
+    return ("compiled C, " if kernels is not None else "none (PyTorch passes): ") + state
 
 
 def _fmt_time(seconds: float) -> str:

@@ -148,23 +148,84 @@ static void range_f32(const float *lp, const float *sp, const float *lq, const f
     }
 }
 
+/* The gradients of the KL times `grad` (the backward pass), chunk by chunk: one loop per
+ * wanted gradient, each reading its chunk of the inputs while it is still in cache, so that
+ * memory sees each input read once and each gradient written once. With d = (sigma_p -
+ * sigma_q)/sigma_q (so that r^2 - 1 = d(2 + d) keeps its relative accuracy near r = 1) and
+ * t = (mu_p - mu_q)/sigma_q:
+ *     dKL/dmu_p = t/sigma_q = -dKL/dmu_q,    dKL/dsigma_p = d(2 + d)/sigma_p,
+ *     dKL/dsigma_q = -(d(2 + d) + t^2)/sigma_q.
+ * A null output pointer is a gradient not wanted. */
+#define GRAD_RANGE(NAME, T)                                                                    \
+    static void NAME(const T *gr, const T *lp, const T *sp, const T *lq, const T *sq,          \
+                     T *g_lp, T *g_sp, T *g_lq, T *g_sq, int64_t n) {                          \
+        for (int64_t start = 0; start < n; start += CHUNK) {                                   \
+            int64_t len = n - start < CHUNK ? n - start : CHUNK;                               \
+            const T *restrict y = gr + start, *restrict a = lp + start, *restrict b = sp + start, \
+                              *restrict c = lq + start, *restrict q = sq + start;              \
+            T *restrict loc = g_lp ? g_lp + start : g_lq ? g_lq + start : NULL;                \
+            if (loc) {                                                                         \
+                for (int64_t i = 0; i < len; ++i) {                                            \
+                    T t = (a[i] - c[i]) / q[i];                                                \
+                    loc[i] = y[i] * t / q[i];                                                  \
+                }                                                                              \
+                if (g_lq) {                                                                    \
+                    T *restrict other = g_lq + start;                                          \
+                    for (int64_t i = 0; i < len; ++i) other[i] = -loc[i];                      \
+                }                                                                              \
+            }                                                                                  \
+            if (g_sp) {                                                                        \
+                T *restrict out = g_sp + start;                                                \
+                for (int64_t i = 0; i < len; ++i) {                                            \
+                    T d = (b[i] - q[i]) / q[i];                                                \
+                    out[i] = y[i] * (d * (2 + d)) / b[i];                                      \
+                }                                                                              \
+            }                                                                                  \
+            if (g_sq) {                                                                        \
+                T *restrict out = g_sq + start;                                                \
+                for (int64_t i = 0; i < len; ++i) {                                            \
+                    T d = (b[i] - q[i]) / q[i], t = (a[i] - c[i]) / q[i];                      \
+                    out[i] = -y[i] * (d * (2 + d) + t * t) / q[i];                             \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+GRAD_RANGE(grad_range_f32, float)
+GRAD_RANGE(grad_range_f64, double)
+
+enum op { FORWARD_F32, FORWARD_F64, BACKWARD_F32, BACKWARD_F64 };
+
+/* One thread's share: inputs (forward: lp, sp, lq, sq; backward: grad, lp, sp, lq, sq),
+ * outputs (forward: out; backward: g_lp, g_sp, g_lq, g_sq, any of them null). */
 struct task {
-    const void *lp, *sp, *lq, *sq;
-    void *out;
+    enum op op;
+    const void *in[5];
+    void *out[4];
     int64_t start, stop;
-    int is_f32;
 };
+
+#define IN(T, k) ((const T *)t->in[k] + t->start)
+#define OUT(T, k) (t->out[k] ? (T *)t->out[k] + t->start : NULL)
 
 static void run_task(const struct task *t) {
     int64_t n = t->stop - t->start;
-    if (t->is_f32) {
-        range_f32((const float *)t->lp + t->start, (const float *)t->sp + t->start,
-                  (const float *)t->lq + t->start, (const float *)t->sq + t->start,
-                  (float *)t->out + t->start, n);
-    } else {
-        range_f64((const double *)t->lp + t->start, (const double *)t->sp + t->start,
-                  (const double *)t->lq + t->start, (const double *)t->sq + t->start,
-                  (double *)t->out + t->start, n);
+    switch (t->op) {
+    case FORWARD_F32:
+        range_f32(IN(float, 0), IN(float, 1), IN(float, 2), IN(float, 3), OUT(float, 0), n);
+        break;
+    case FORWARD_F64:
+        range_f64(IN(double, 0), IN(double, 1), IN(double, 2), IN(double, 3), OUT(double, 0), n);
+        break;
+    case BACKWARD_F32:
+        grad_range_f32(IN(float, 0), IN(float, 1), IN(float, 2), IN(float, 3), IN(float, 4),
+                       OUT(float, 0), OUT(float, 1), OUT(float, 2), OUT(float, 3), n);
+        break;
+    case BACKWARD_F64:
+        grad_range_f64(IN(double, 0), IN(double, 1), IN(double, 2), IN(double, 3),
+                       IN(double, 4), OUT(double, 0), OUT(double, 1), OUT(double, 2),
+                       OUT(double, 3), n);
+        break;
     }
 }
 
@@ -177,8 +238,7 @@ static void *thread_main(void *arg) {
 
 /* Splits [0, n) into up to `threads` contiguous ranges (multiples of CHUNK elements), one per
  * thread, the calling thread taking the first and any range whose thread could not start. */
-static void run(const void *lp, const void *sp, const void *lq, const void *sq, void *out,
-               int64_t n, int threads, int is_f32) {
+static void run(struct task job, int64_t n, int threads) {
     int64_t most = n / MIN_PER_THREAD;
     if (threads > most) threads = most > 1 ? (int)most : 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -189,9 +249,9 @@ static void run(const void *lp, const void *sp, const void *lq, const void *sq, 
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     for (int i = 0; i < threads; ++i) {
-        int64_t start = i * per, stop = start + per < n ? start + per : n;
-        if (start > n) start = n;
-        tasks[i] = (struct task){lp, sp, lq, sq, out, start, stop, is_f32};
+        tasks[i] = job;
+        tasks[i].start = i * per < n ? i * per : n;
+        tasks[i].stop = (i + 1) * per < n ? (i + 1) * per : n;
         if (i > 0) {
             started[i] = pthread_create(&ids[i], NULL, thread_main, &tasks[i]) == 0;
         }
@@ -208,10 +268,26 @@ static void run(const void *lp, const void *sp, const void *lq, const void *sq, 
 
 void probgen_normal_kl_f64(const double *lp, const double *sp, const double *lq,
                            const double *sq, double *out, int64_t n, int threads) {
-    run(lp, sp, lq, sq, out, n, threads, 0);
+    run((struct task){FORWARD_F64, {lp, sp, lq, sq, NULL}, {out, NULL, NULL, NULL}, 0, 0}, n,
+        threads);
 }
 
 void probgen_normal_kl_f32(const float *lp, const float *sp, const float *lq, const float *sq,
                            float *out, int64_t n, int threads) {
-    run(lp, sp, lq, sq, out, n, threads, 1);
+    run((struct task){FORWARD_F32, {lp, sp, lq, sq, NULL}, {out, NULL, NULL, NULL}, 0, 0}, n,
+        threads);
+}
+
+void probgen_normal_kl_grad_f64(const double *grad, const double *lp, const double *sp,
+                                const double *lq, const double *sq, double *g_lp, double *g_sp,
+                                double *g_lq, double *g_sq, int64_t n, int threads) {
+    run((struct task){BACKWARD_F64, {grad, lp, sp, lq, sq}, {g_lp, g_sp, g_lq, g_sq}, 0, 0}, n,
+        threads);
+}
+
+void probgen_normal_kl_grad_f32(const float *grad, const float *lp, const float *sp,
+                                const float *lq, const float *sq, float *g_lp, float *g_sp,
+                                float *g_lq, float *g_sq, int64_t n, int threads) {
+    run((struct task){BACKWARD_F32, {grad, lp, sp, lq, sq}, {g_lp, g_sp, g_lq, g_sq}, 0, 0}, n,
+        threads);
 }

@@ -41,12 +41,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from torch.autograd.function import once_differentiable
 from torch.distributions import HalfNormal, LogNormal, Normal
 
 from probgen.kl.registry import register_kl
+
+if TYPE_CHECKING:
+    from probgen.kl._cpu_normal import CpuKernels
 
 __all__ = ["fused_normal_kl", "normal_kl", "normal_scale_kl", "patch_where"]
 
@@ -60,7 +63,8 @@ _BIG_G_COEFFS = (1.0, -1.0 / 3, 1.0 / 4, -1.0 / 5)
 # Elements per block of the blocked paths: the six operands of a block (4 or 8 MB each) stay in
 # a 32 MB last-level cache, and up to this size a single in-place pass is used.
 _BLOCK = 1 << 20
-# With autograd, the custom Function (blocked forward and backward) from this size on.
+# With autograd and without the compiled kernel, the custom Function (blocked forward and
+# backward) from this size on.
 _AUTOGRAD_BLOCKED = 1 << 16
 # Dtypes of the compiled kernels (fused_normal_kl: C on the CPU, Triton on CUDA).
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -260,9 +264,8 @@ def fused_normal_kl(
         and all(x.device == out.device for x in params)
     ):
         device = out.device.type
-        launch = (
-            _cpu_launch() if device == "cpu" else _triton_launch() if device == "cuda" else None
-        )
+        kernels = _cpu_kernels() if device == "cpu" else None
+        launch = kernels.forward if kernels else _triton_launch() if device == "cuda" else None
         if launch is not None:
             launch(*params, out)
             return out
@@ -275,8 +278,8 @@ def fused_normal_kl(
 
 
 @functools.cache
-def _cpu_launch() -> Callable[..., None] | None:
-    """The compiled CPU kernel's launcher, or ``None`` where it cannot be built (first call)."""
+def _cpu_kernels() -> CpuKernels | None:
+    """The compiled CPU kernel (forward and backward), or ``None`` where it cannot be built."""
     from probgen.kl._cpu_normal import load
 
     return load()
@@ -330,11 +333,25 @@ def _grad_block(
         torch.mul(r, r, out=g_sq).addcmul_(t, t).neg_().add_(1).mul_(a)
 
 
+def _eager_grads(
+    grad: torch.Tensor, params: tuple[torch.Tensor, ...], needed: tuple[bool, ...]
+) -> tuple[torch.Tensor | None, ...]:
+    """grad · ∂KL/∂(μ_p, σ_p, μ_q, σ_q) by differentiable operations (for double backward)."""
+    lp, sp, lq, sq = params
+    t, r = (lp - lq) / sq, sp / sq
+    g_loc = grad * t / sq
+    grads = (g_loc, grad * (r * r - 1) / sp, -g_loc, grad * (1 - r * r - t * t) / sq)
+    return tuple(g if need else None for g, need in zip(grads, needed, strict=True))
+
+
 class _NormalKL(torch.autograd.Function):
-    """KL(N_p ‖ N_q) with a blocked in-place forward and a blocked analytic backward.
+    """KL(N_p ‖ N_q) with the compiled kernel's forward and analytic backward (without it,
+    blocked in-place passes for both).
 
     For contiguous same-shape arguments: the forward allocates only the result, the backward
-    only the gradients it returns. Not twice differentiable.
+    only the gradients it returns. A backward that builds a graph (``create_graph=True``)
+    computes the same gradients by differentiable operations, so that the KL is twice
+    differentiable.
     """
 
     @staticmethod
@@ -343,14 +360,19 @@ class _NormalKL(torch.autograd.Function):
         return _cpu_forward((loc_p, scale_p, loc_q, scale_q))
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
         params = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return _eager_grads(grad, params, ctx.needs_input_grad)
         grads = [
             torch.empty_like(x) if need else None
             for x, need in zip(params, ctx.needs_input_grad, strict=True)
         ]
         grad = grad.contiguous()
+        kernels = _cpu_kernels() if grad.dtype in _KERNEL_DTYPES else None
+        if kernels is not None:
+            kernels.backward(grad, params, grads)
+            return tuple(grads)
         n = grad.numel()
         size = min(n, _BLOCK)
         tmp = [torch.empty(size, dtype=grad.dtype, device=grad.device) for _ in range(4)]
@@ -371,27 +393,31 @@ class _NormalKL(torch.autograd.Function):
 def _normal_kl_dispatch(
     loc_p: torch.Tensor, scale_p: torch.Tensor, loc_q: torch.Tensor, scale_q: torch.Tensor
 ) -> torch.Tensor:
-    """Same-shape arguments: on the CPU the compiled kernel (or the blocked passes) forward, with
-    the blocked analytic backward under autograd; elsewhere :func:`fused_normal_kl` without
-    autograd (one Triton kernel on CUDA); else the eager formula."""
+    """Same shape and dtype on the CPU: the compiled kernel (forward, and backward under
+    autograd) on contiguous copies of broadcast arguments; without it the blocked passes for
+    contiguous arguments (under autograd above 2¹⁶ elements). Off the CPU without autograd
+    :func:`fused_normal_kl` (one Triton kernel on CUDA). Otherwise the eager formula."""
     params = (loc_p, scale_p, loc_q, scale_q)
+    dtype = loc_p.dtype
     if not (
         loc_p.shape == scale_p.shape == loc_q.shape == scale_q.shape
-        and loc_p.dtype == scale_p.dtype == loc_q.dtype == scale_q.dtype
+        and dtype == scale_p.dtype == loc_q.dtype == scale_q.dtype
     ):
         return normal_kl(*params)
-    n = loc_p.numel()
-    contiguous = all(x.is_contiguous() for x in params)
-    on_cpu = loc_p.device.type == "cpu"
-    if torch.is_grad_enabled() and (
+    grad = torch.is_grad_enabled() and (
         loc_p.requires_grad or scale_p.requires_grad or loc_q.requires_grad or scale_q.requires_grad
-    ):
+    )
+    if loc_p.device.type != "cpu":
         # The blocked backward is for CPU caches: on a GPU its block loop cost 2.1× autograd.
-        if on_cpu and n > _AUTOGRAD_BLOCKED and contiguous:
+        return normal_kl(*params) if grad else fused_normal_kl(*params, validate=False)
+    if dtype in _KERNEL_DTYPES and _cpu_kernels() is not None:
+        params = tuple(x.contiguous() for x in params)
+        return _NormalKL.apply(*params) if grad else _cpu_forward(params)
+    contiguous = all(x.is_contiguous() for x in params)
+    if grad:
+        if loc_p.numel() > _AUTOGRAD_BLOCKED and contiguous:
             return _NormalKL.apply(*params)
         return normal_kl(*params)
-    if not on_cpu:
-        return fused_normal_kl(*params, validate=False)
     if contiguous:
         return _cpu_forward(params)
     out = torch.empty_like(loc_p)
@@ -402,9 +428,9 @@ def _normal_kl_dispatch(
 def _cpu_forward(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """KL of contiguous same-shape CPU tensors: the compiled kernel, else the blocked passes."""
     out = torch.empty_like(params[0])
-    launch = _cpu_launch() if out.dtype in _KERNEL_DTYPES else None
-    if launch is not None:
-        launch(*params, out)
+    kernels = _cpu_kernels() if out.dtype in _KERNEL_DTYPES else None
+    if kernels is not None:
+        kernels.forward(*params, out)
     elif out.numel() > _BLOCK:
         _blocked(params, out)
     else:

@@ -129,7 +129,7 @@ def test_broadcast_shapes():
 @pytest.fixture
 def without_compiled_kernel(monkeypatch):
     """The PyTorch paths of the CPU, as where no C compiler is found."""
-    monkeypatch.setattr(kl_normal, "_cpu_launch", lambda: None)
+    monkeypatch.setattr(kl_normal, "_cpu_kernels", lambda: None)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -272,7 +272,7 @@ def test_cpu_tensors_never_reach_triton(monkeypatch, compiled):
 
     monkeypatch.setattr(kl_normal, "_triton_launch", fail)
     if not compiled:
-        monkeypatch.setattr(kl_normal, "_cpu_launch", lambda: None)
+        monkeypatch.setattr(kl_normal, "_cpu_kernels", lambda: None)
     g = torch.Generator().manual_seed(0)
     lp, lq = torch.randn(2, 400, generator=g)
     sp, sq = torch.rand(2, 400, generator=g) + 0.1

@@ -26,13 +26,13 @@ from probgen.kl import normal as kl_normal
 DTYPES = (torch.float32, torch.float64)
 BOUND = {torch.float32: 2e-6, torch.float64: 1e-14}
 
-launch = _cpu_normal.load()
-pytestmark = pytest.mark.skipif(launch is None, reason=f"no compiled kernel: {_native.status()}")
+kernels = _cpu_normal.load()
+pytestmark = pytest.mark.skipif(kernels is None, reason=f"no compiled kernel: {_native.status()}")
 
 
 def run(lp, sp, lq, sq) -> torch.Tensor:
     out = torch.empty_like(lp)
-    launch(lp, sp, lq, sq, out)
+    kernels.forward(lp, sp, lq, sq, out)
     return out
 
 
@@ -144,23 +144,93 @@ def test_threads_split_the_work_without_changing_it(dtype):
 def test_fused_and_registered_paths_use_the_kernel(dtype, monkeypatch):
     calls = []
 
-    def counting(*args):
-        calls.append(args[-1].numel())
-        launch(*args)
+    def counting(name):
+        def call(*args):
+            calls.append(name)
+            getattr(kernels, name)(*args)
 
-    monkeypatch.setattr(kl_normal, "_cpu_launch", lambda: counting)
+        return call
+
+    counted = _cpu_normal.CpuKernels(counting("forward"), counting("backward"))
+    monkeypatch.setattr(kl_normal, "_cpu_kernels", lambda: counted)
     params = random_params(100, dtype, seed=3)
     kl_normal.fused_normal_kl(*params)
     p = torch.distributions.Normal(params[0], params[1])
     q = torch.distributions.Normal(params[2], params[3])
     torch.distributions.kl_divergence(p, q)
-    # The autograd Function's forward from 2¹⁶ elements on.
-    big = [x.repeat(700).requires_grad_() for x in params]
-    kl_normal._normal_kl_dispatch(*big).sum().backward()
-    assert calls == [100, 100, 70_000]
-    # Broadcast arguments take the PyTorch path.
+    # With autograd: the Function, also for the expanded parameters of a standard-normal prior.
+    posterior = [x.clone().requires_grad_() for x in params[:2]]
+    prior = torch.distributions.Normal(torch.zeros((), dtype=dtype), 1.0).expand((100,))
+    value = torch.distributions.kl_divergence(torch.distributions.Normal(*posterior), prior)
+    assert type(value.grad_fn).__name__ == "_NormalKLBackward"
+    value.sum().backward()
+    assert calls == ["forward", "forward", "forward", "backward"]
+    exact = kl_normal.normal_kl(*(x.double() for x in (*params[:2], prior.loc, prior.scale)))
+    torch.testing.assert_close(value.double(), exact, rtol=BOUND[dtype], atol=0)
+    # fused_normal_kl with broadcast arguments takes the PyTorch path.
     kl_normal.fused_normal_kl(params[0][:1], params[1], params[2], params[3])
-    assert len(calls) == 3
+    assert len(calls) == 4
+
+
+def test_twice_differentiable():
+    gen = torch.Generator().manual_seed(9)
+    params = [
+        torch.randn(6, generator=gen, dtype=torch.float64),
+        torch.rand(6, generator=gen, dtype=torch.float64) + 0.5,
+        torch.randn(6, generator=gen, dtype=torch.float64),
+        torch.rand(6, generator=gen, dtype=torch.float64) + 0.5,
+    ]
+    params = [x.requires_grad_() for x in params]
+    assert type(kl_normal._normal_kl_dispatch(*params).grad_fn).__name__ == "_NormalKLBackward"
+    assert torch.autograd.gradcheck(kl_normal._normal_kl_dispatch, params)
+    assert torch.autograd.gradgradcheck(kl_normal._normal_kl_dispatch, params)
+
+
+def analytic_gradients(params: list[torch.Tensor], weight: torch.Tensor) -> list[torch.Tensor]:
+    """weight · ∂KL/∂(μ_p, σ_p, μ_q, σ_q) in float64 from float64 parameters."""
+    lp, sp, lq, sq = params
+    t, r = (lp - lq) / sq, sp / sq
+    g_loc = weight * t / sq
+    return [g_loc, weight * (r * r - 1) / sp, -g_loc, weight * (1 - r * r - t * t) / sq]
+
+
+def assert_gradients_accurate(grads, params, weight, dtype) -> None:
+    """Against the float64 formulas of weight · ∂KL/∂(μ_p, σ_p, μ_q, σ_q): each within
+    4 · BOUND relative to the size of the terms it sums (its conditioning), per element."""
+    lp, sp, lq, sq = (x.double() for x in params)
+    w = weight.double()
+    t, r = (lp - lq) / sq, sp / sq
+    g_loc = w * t / sq
+    exact = [g_loc, w * (r * r - 1) / sp, -g_loc, w * (1 - r * r - t * t) / sq]
+    scale = [g_loc.abs(), (w * (r * r + 1) / sp).abs()]
+    scale += [scale[0], (w * (1 + r * r + t * t) / sq).abs()]
+    for g, e, s in zip(grads, exact, scale, strict=True):
+        if g is not None:
+            assert bool(((g.double() - e).abs() <= 4 * BOUND[dtype] * s).all())
+
+
+@pytest.mark.parametrize("wanted", [(1, 1, 1, 1), (1, 1, 0, 0), (0, 0, 1, 1), (0, 1, 0, 0)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_matches_the_analytic_gradients(dtype, wanted):
+    n = 3 * 65536 + 9  # two threads and a ragged last chunk
+    params = random_params(n, dtype, seed=5)
+    weight = torch.randn(n, generator=torch.Generator().manual_seed(6), dtype=dtype)
+    grads = [
+        torch.full_like(x, math.nan) if w else None for x, w in zip(params, wanted, strict=True)
+    ]
+    kernels.backward(weight, params, grads)
+    assert_gradients_accurate(grads, params, weight, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_autograd_through_the_kernel(dtype):
+    n = 70_000
+    params = [x.requires_grad_() for x in random_params(n, dtype, seed=7)]
+    weight = torch.randn(n, generator=torch.Generator().manual_seed(8), dtype=dtype)
+    value = kl_normal._normal_kl_dispatch(*params)
+    assert type(value.grad_fn).__name__ == "_NormalKLBackward"
+    (value * weight).sum().backward()
+    assert_gradients_accurate([x.grad for x in params], params, weight, dtype)
 
 
 def _python(code: str, env: dict[str, str]) -> str:
