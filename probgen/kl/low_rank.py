@@ -33,6 +33,7 @@ from torch.distributions import Independent, LowRankMultivariateNormal, Multivar
 from probgen.kl.independent import call_fallback
 from probgen.kl.mvn import _expand, diagonal_normal_parts, mvn_kl, mvn_parts
 from probgen.kl.registry import register_kl
+from probgen.kl.stable import x_minus_log1p_dense
 
 __all__ = ["chol1p", "low_rank_kl", "ratio_minus_log"]
 
@@ -57,39 +58,9 @@ def ratio_minus_log(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     x = (a - b) / b
     near = x.abs() <= 0.5
     if bool(near.all()):
-        return _x_minus_log1p(x)
+        return x_minus_log1p_dense(x)
     far = a / b - 1 - (torch.log(a) - torch.log(b))
-    return torch.where(near, _x_minus_log1p(x.clamp(-0.5, 0.5)), far.clamp_min(0))
-
-
-# g(x) = x − log(1 + x) = 2u²/(1 − u) − 2u³·Σ_k u^{2k}/(2k + 3) with u = x/(2 + x), used in
-# float64 for |u| < 1/4 (the direct form loses at most ~2 bits there); 14 terms reach
-# 0.25^28/31 < 1e-18.
-_SERIES_BELOW = 0.25
-_G_COEFFS = tuple(1.0 / (2 * k + 3) for k in range(14))
-# Narrower dtypes are evaluated in float64: x − log1p(x) for |x| ≥ 2⁻¹⁰ (relative error
-# ~2⁻⁵³·2/|x| ≤ 5e-13), x²(1/2 − x/3 + x²/4) below (truncation ~0.4|x|³ ≤ 4e-10).
-_DIRECT_FROM = 2.0**-10
-
-
-def _x_minus_log1p(x: torch.Tensor) -> torch.Tensor:
-    """g(x) = x − log(1 + x) for x > −1, ≥ 0, to a few ulps, as
-    :func:`probgen.kl.stable.x_minus_log1p` but without its data-dependent gather (which costs
-    more than the series on the (batch, d) arrays of this module): the series is evaluated on
-    every element (its argument clamped) and selected with ``where``."""
-    if x.dtype != torch.float64:
-        x64 = x.double()
-        tiny = x64.square() * (0.5 - x64 * (1 / 3 - 0.25 * x64))
-        out = torch.where(x64.abs() < _DIRECT_FROM, tiny, x64 - torch.log1p(x64))
-        return out.to(x.dtype).clamp_min(0)
-    u = x / (2 + x)
-    us = u.clamp(-_SERIES_BELOW, _SERIES_BELOW)
-    u2 = us * us
-    poly = torch.full_like(u2, _G_COEFFS[-1])
-    for c in reversed(_G_COEFFS[:-1]):
-        poly = poly * u2 + c
-    series = 2 * u2 * (1 / (1 - us) - us * poly)
-    return torch.where(u.abs() < _SERIES_BELOW, series, x - torch.log1p(x)).clamp_min(0)
+    return torch.where(near, x_minus_log1p_dense(x.clamp(-0.5, 0.5)), far.clamp_min(0))
 
 
 def chol1p(t: torch.Tensor) -> torch.Tensor:
@@ -244,7 +215,7 @@ def _low_rank_kl_flat(
     t = -(lcp_inv @ dc @ lcp_inv.mT)  # L_Cp⁻¹(C_q − C_p)L_Cp⁻ᵀ
     # φ(I + T) = tr T − log det(I + T) = Σ_{i>j} F_ij² + Σ_j g(s_j), as (1 + F_jj)² = 1 + s_j.
     lower, s_diag = _chol1p_parts(0.5 * (t + t.mT))
-    phi = lower.square().sum((-2, -1)) + _x_minus_log1p(s_diag).sum(-1)
+    phi = lower.square().sum((-2, -1)) + x_minus_log1p_dense(s_diag).sum(-1)
 
     a = lcq.mT @ (lcp_inv.mT @ lcp_inv)  # L_Cqᵀ C_p⁻¹
     b = -(a @ dc @ (lcq_inv.mT @ lcq_inv))

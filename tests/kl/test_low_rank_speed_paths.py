@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import probgen.kl.low_rank as low_rank
-from probgen.kl.low_rank import _x_minus_log1p, low_rank_kl, ratio_minus_log
+from probgen.kl.low_rank import low_rank_kl, ratio_minus_log
 
 
 def _params(batch: int, d: int, r: int, dtype: torch.dtype, seed: int = 0):
@@ -50,27 +50,6 @@ def test_gradient_matches_finite_differences_with_far_ratios():
     diag_q = diag * torch.tensor([0.25, 0.9, 1.1, 4.0], dtype=torch.float64)
     inputs = [x.clone().requires_grad_() for x in (loc, w, diag, loc_q, w_q, diag_q)]
     assert torch.autograd.gradcheck(lambda *x: low_rank_kl(*x), inputs)
-
-
-def _g_reference(x: float) -> float:
-    with mp.workdps(50):
-        v = mp.mpf(x)
-        return float(v - mp.log1p(v))
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_x_minus_log1p_keeps_a_few_ulps_from_tiny_to_large_arguments(dtype):
-    values = [s * 10.0**k for k in range(-30, 1) for s in (1.0, -0.7)] + [-0.999, 5.0, 30.0]
-    x = torch.tensor(values, dtype=dtype)
-    got = _x_minus_log1p(x).tolist()
-    eps = torch.finfo(dtype).eps
-    tiny = torch.finfo(dtype).tiny
-    for xi, gi in zip(x.tolist(), got, strict=True):
-        ref = _g_reference(xi)
-        if ref < tiny:  # below the normal range: only ≥ 0 and the size of a subnormal
-            assert 0 <= gi <= 2 * tiny
-            continue
-        assert abs(gi - ref) <= 4 * eps * ref, (xi, gi, ref)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
