@@ -106,7 +106,7 @@ def _build(cc: str, source: Path, target: Path) -> str | None:
 def load_library(source: Path) -> ctypes.CDLL | None:
     """The compiled library of the C file ``source``, built on first use; ``None`` if unavailable.
 
-    Compiling takes well under a second for probgen's kernels and happens once per machine (per
+    Compiling takes 1–2 s for probgen's Normal kernel and happens once per machine (per
     source, compiler and CPU); later calls in any process load the cached build.
     """
     key = str(source)
