@@ -15,8 +15,8 @@ where the joint term is diagonal,
 + \tfrac12\|D_q^{-1/2}\Delta\mu\|^2` (:math:`\rho = D_p/D_q`), and the posterior term is a KL
 between r-dimensional Gaussians with precisions :math:`C = I + W^\top D^{-1} W` (the
 capacitance matrices), evaluated from the differences :math:`\Delta W, \Delta D, \Delta C`
-with a Cholesky factorization of :math:`I + T` that returns :math:`\mathrm{chol}(I + T) - I`
-directly (:func:`chol1p`). Both terms are sums of non-negative pieces that vanish with the
+with the library's Cholesky factorization of :math:`I + T`, whose diagonal part is recomputed
+from T (:func:`low_rank_kl`). Both terms are sums of non-negative pieces that vanish with the
 differences, so they are each O(‖Δ‖²) and their difference loses at most a factor
 joint/result (bounded by the conditioning, not by how close p and q are). Cost O(B·(d r² + r³)).
 
@@ -108,8 +108,10 @@ def low_rank_kl(
             + \|D_q^{-1/2}\Delta\mu\|^2 - \|L_{C_q}^{-1} W_q^\top D_q^{-1}\Delta\mu\|^2,
 
     with :math:`\rho = D_p/D_q`, :math:`C = I + W^\top D^{-1}W = L_C L_C^\top`,
-    :math:`I + F = \mathrm{chol}(I + L_{C_p}^{-1}(C_q - C_p)L_{C_p}^{-\top})`,
-    :math:`\phi(I + F) = \sum_{i>j}F_{ij}^2 + \sum_i[2g(F_{ii}) + F_{ii}^2]` and
+    :math:`T = L_{C_p}^{-1}(C_q - C_p)L_{C_p}^{-\top}`, :math:`I + F = \mathrm{chol}(I + T)`,
+    :math:`\phi(I + F) = \sum_{i>j}F_{ij}^2 + \sum_j g(s_j)` with
+    :math:`s_j = T_{jj} - \sum_{k<j}F_{jk}^2` (only F's strictly lower part is taken from the
+    library's factor) and
     :math:`\Delta H = C_p^{-1}W_p^\top D_p^{-1} - C_q^{-1}W_q^\top D_q^{-1}`, all computed from
     the differences of the parameters (see the module docstring). With
     :math:`M = D_p^{-1}\Delta W + (D_p^{-1} - D_q^{-1})W_q`,
