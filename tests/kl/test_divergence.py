@@ -140,11 +140,13 @@ def _mvn(d, batch=2):
 
 
 def test_prefer_speed_uses_mc_only_where_measured_cheaper():
-    p, q = _mvn(32), _mvn(32)
+    p, q = _mvn(64), _mvn(64)
     fast = probgen.kl_divergence(p, q, prefer="speed", num_samples=2, seed=0, return_info=True)
     assert fast.method == "mc" and fast.num_samples == 2
     many = probgen.kl_divergence(p, q, prefer="speed", num_samples=100, return_info=True)
-    small = probgen.kl_divergence(_mvn(8), _mvn(8), prefer="speed", num_samples=2, return_info=True)
+    small = probgen.kl_divergence(
+        _mvn(32), _mvn(32), prefer="speed", num_samples=2, return_info=True
+    )
     default = probgen.kl_divergence(p, q, num_samples=2, return_info=True)
     assert many.method == small.method == default.method == "analytic"
 
