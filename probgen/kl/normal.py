@@ -233,7 +233,8 @@ def fused_normal_kl(
 
     Raises:
         RuntimeError: if gradients are required (use :func:`normal_kl` for training).
-        ValueError: on invalid parameters (with ``validate``) or a wrong ``out``.
+        ValueError: on invalid parameters (with ``validate``), or an ``out`` of the wrong shape,
+            dtype or layout, or sharing memory with a parameter.
     """
     params = (loc_p, scale_p, loc_q, scale_q)
     if torch.is_grad_enabled() and any(x.requires_grad for x in params):
@@ -256,6 +257,13 @@ def fused_normal_kl(
             f"out must be a contiguous tensor of shape {tuple(shape)} and dtype {dtype}, "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
         )
+    else:
+        storage = out.untyped_storage().data_ptr()
+        for name, x in zip(("loc_p", "scale_p", "loc_q", "scale_q"), params, strict=True):
+            if x.untyped_storage().data_ptr() == storage:
+                raise ValueError(
+                    f"out must not share memory with {name} (the result is not in place)"
+                )
     contiguous = all(x.is_contiguous() for x in params)
     if (
         same

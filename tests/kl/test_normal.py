@@ -185,6 +185,9 @@ def test_fused_rejects_bad_input():
         kl_normal.fused_normal_kl(torch.tensor([0.0, 0.0, float("nan")]), ones, ones, ones)
     with pytest.raises(ValueError, match="out must be"):
         kl_normal.fused_normal_kl(ones, ones, ones, ones, out=torch.empty(4))
+    with pytest.raises(ValueError, match="out must not share memory with scale_q"):
+        scale_q = torch.ones(3)
+        kl_normal.fused_normal_kl(ones.clone(), ones, ones.clone(), scale_q, out=scale_q)
     with pytest.raises(RuntimeError, match="normal_kl"):
         kl_normal.fused_normal_kl(ones.requires_grad_(), ones, ones, ones)
 
