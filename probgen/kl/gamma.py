@@ -19,10 +19,12 @@ projection of p onto :math:`\{\Gamma(\alpha_q, \beta)\}_\beta`, which matches th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch.distributions import Beta, Exponential, Gamma, Kumaraswamy, Weibull
 
+from probgen.kl.discrete_terms import grad_needed
 from probgen.kl.registry import register_kl
 from probgen.kl.special import (
     _ULPS,
@@ -40,7 +42,8 @@ from probgen.kl.stable import expm1_minus_x, one_plus_x_log1p_minus_x
 __all__ = ["gamma_kl", "weibull_gamma_kl"]
 
 _EULER_GAMMA = 0.5772156649015329
-_EXP_GAMMA_ULPS = 4
+# float32 Exponential ‖ Gamma (:func:`_exponential_gamma_split`): error ≤ 1.5·eps·M.
+_EXP_GAMMA_ULPS = 2
 
 
 def gamma_kl(
@@ -152,19 +155,22 @@ def _kl_gamma_gamma(p: Gamma, q: Gamma) -> torch.Tensor:
 
 @register_kl(Exponential, Gamma)
 def _kl_exponential_gamma(p: Exponential, q: Gamma) -> torch.Tensor:
-    """Batchwise KL(p ‖ q) for Exponential(λ) = Gamma(1, λ) p and Gamma q.
+    r"""Batchwise KL(p ‖ q) for Exponential(λ) = Gamma(1, λ) p and Gamma(α, β) q.
 
-    torch's formula r − α log r + log Γ(α) + γ(α − 1) − 1 (r = β/λ) where its rounding bound
-    allows (:func:`probgen.kl.special.fast_or_stable`; float32 input in float32 first, then in
-    float64), :func:`gamma_kl` elsewhere.
+    .. math::
+
+        \alpha\,(\rho - 1 - \log\rho) + \bigl[\log\Gamma(\alpha) + (1 + \gamma)(\alpha - 1)
+        - \alpha\log\alpha\bigr], \qquad \rho = \frac{\beta}{\lambda\alpha},
+
+    the rate part and the shape part KL(Gamma(1, 1) ‖ Gamma(α, α)), each ≥ 0. It is evaluated
+    in the input dtype where its rounding bound allows
+    (:func:`probgen.kl.special.fast_or_stable`); float32 elements that fail are redone in
+    float64, float64 ones by :func:`gamma_kl`.
 
     Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
     """
     params = p.rate, q.concentration, q.rate
     dtype = torch.promote_types(params[0].dtype, params[1].dtype)
-    # No digamma here: the rounding error is at most ~4 ulps of M (one per operation of each
-    # term, 0.505 ulp for torch's lgamma, and the four additions), so float32 input is kept in
-    # float32 where that meets the target; the other elements are redone in float64.
     same = all(x.dtype == dtype for x in params)
     work = dtype if dtype == torch.float32 and same else working_dtype(dtype)
     return _exponential_gamma(*(x.to(work) for x in params), dtype)
@@ -173,24 +179,43 @@ def _kl_exponential_gamma(p: Exponential, q: Gamma) -> torch.Tensor:
 def _exponential_gamma(
     rate_p: torch.Tensor, alpha_q: torch.Tensor, rate_q: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
-    """torch's formula (float64) or its regrouping (float32) in the dtype of the parameters,
-    kept where its rounding bound meets the target of ``dtype``; float32 elements that fail
-    are redone in float64, float64 ones by :func:`gamma_kl`."""
-    in_float32 = rate_p.dtype == torch.float32
-    if in_float32:
-        value, magnitude = _exponential_gamma_regrouped(rate_p, alpha_q, rate_q)
-    else:
-        value, magnitude = _exponential_gamma_textbook(rate_p, alpha_q, rate_q)
+    """The KL in the dtype of the parameters, kept where its rounding bound meets the target of
+    ``dtype``. float32: :func:`_exponential_gamma_split`, the elements that fail redone in
+    float64. float64: torch's formula (:func:`_exponential_gamma_textbook`, one logarithm
+    fewer), then the split form, then :func:`gamma_kl` on what fails both."""
+    if rate_p.dtype == torch.float32:
+        value, magnitude = _exponential_gamma_split(rate_p, alpha_q, rate_q)
+
+        def stable(selection: Selection) -> torch.Tensor:
+            rp, aq, rq = gather(selection, rate_p, alpha_q, rate_q)
+            return _exponential_gamma(rp.double(), aq.double(), rq.double(), dtype)
+
+        return _kept_or(value, magnitude, stable, dtype, _EXP_GAMMA_ULPS)
+    value, magnitude = _exponential_gamma_textbook(rate_p, alpha_q, rate_q)
+
+    def split(selection: Selection) -> torch.Tensor:
+        rp, aq, rq = gather(selection, rate_p, alpha_q, rate_q)
+        value, magnitude = _exponential_gamma_split(rp, aq, rq)
+
+        def stable(selection: Selection) -> torch.Tensor:
+            return gamma_kl(_one(rp), *gather(selection, rp, aq, rq))
+
+        return _kept_or(value, magnitude, stable, dtype, _ULPS)
+
+    return _kept_or(value, magnitude, split, dtype, _ULPS)
+
+
+def _kept_or(
+    value: torch.Tensor,
+    magnitude: torch.Tensor,
+    stable: Callable[[Selection], torch.Tensor],
+    dtype: torch.dtype,
+    ulps: float,
+) -> torch.Tensor:
+    """:func:`probgen.kl.special.fast_or_stable` with ``magnitude`` of ``value``'s shape."""
     if magnitude.shape != value.shape:
         magnitude = magnitude.expand(value.shape).clone()
-
-    def stable(selection: Selection) -> torch.Tensor:
-        rp, aq, rq = gather(selection, rate_p, alpha_q, rate_q)
-        if in_float32:
-            return _exponential_gamma(rp.double(), aq.double(), rq.double(), dtype)
-        return gamma_kl(_one(rp), rp, aq, rq)
-
-    return fast_or_stable(value, magnitude, stable, dtype, _EXP_GAMMA_ULPS if in_float32 else _ULPS)
+    return fast_or_stable(value, magnitude, stable, dtype, ulps)
 
 
 def _exponential_gamma_textbook(
@@ -212,32 +237,70 @@ def _exponential_gamma_textbook(
     return value, magnitude
 
 
-def _exponential_gamma_regrouped(
+def _exponential_gamma_split(
     rate_p: torch.Tensor, alpha_q: torch.Tensor, rate_q: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same KL as [(r − 1) − log r] + [log Γ(α) + γ(α − 1)] − (α − 1)·log r, whose
-    magnitude M = |r − 1| + |log r| + 1 + |log Γ(α)| + γ|α − 1| + |α − 1|(|log r| + 1) bounds
-    its rounding error by 3·eps·M (every operation counted, torch's float32 lgamma at 0.505
-    ulp). M is several times smaller than the textbook's (no α, 1 + γ, γα terms of the size of
-    the parameters), so far fewer float32 elements fall back."""
-    r_minus_1 = (rate_q - rate_p) / rate_p
-    log_ratio = torch.log(rate_q / rate_p)
-    a_minus_1 = alpha_q - 1
+    r"""α·g + S, g = ρ − 1 − log ρ, S = log Γ(α) + (1 + γ)(α − 1) − α log α, and a magnitude M
+    of its rounding error (no autograd history).
+
+    ρ − 1 and log ρ come from the same rounded ρ (two roundings, δρ ≤ eps·ρ), so g is off by
+    at most eps·|ρ − 1| from ρ (g'(ρ)·δρ), eps·|log ρ| from the logarithm (1 ulp) and eps·g/2
+    from the subtraction: the rate part α·g is within eps·α(|ρ − 1| + |log ρ| + g) + eps·α·g/2
+    with its product, and ρ − 1, log ρ have the same sign (M's rate term in one temporary).
+
+    S cancels to (π²/6 − 1)(α − 1)²/2 near α = 1, below the float32 rounding of its terms
+    (~3·eps·|α − 1|); for float32 input it is therefore summed in float64 from float32's
+    log Γ(α) (0.505 ulp of |log Γ(α)| ≈ γ|α − 1|): M = α(|ρ − 1| + |log ρ| + g) + |S| +
+    |log Γ(α)|, and the error, with the rounding of S to float32 and of the final sum, is
+    ≤ 1.5·eps·M. float64 input has S in float64 and M's shape term |log Γ(α)| +
+    (1 + γ)|α − 1| + α|log α| (α − 1 and log α have the same sign); the rare elements that fail
+    (α ≈ 1 and ρ ≈ 1 together) are redone by :func:`gamma_kl`."""
+    if alpha_q.dtype == torch.float32 and not grad_needed(rate_p, alpha_q, rate_q):
+        return _exponential_gamma_split_float32_inplace(rate_p, alpha_q, rate_q)
+    rho = rate_q / (rate_p * alpha_q)
+    log_rho = torch.log(rho)
+    x = rho - 1
+    rate_part = x - log_rho
     lg = torch.lgamma(alpha_q)
-    shape_part = lg + _EULER_GAMMA * a_minus_1
-    cross = a_minus_1 * log_ratio
-    value = r_minus_1 - log_ratio
-    value += shape_part
-    value -= cross
+    if alpha_q.dtype == torch.float32:
+        a = alpha_q.double()
+        shape = torch.add(lg, a - 1, alpha=1 + _EULER_GAMMA).sub_(torch.log(a).mul_(a)).float()
+        value = torch.addcmul(shape, alpha_q, rate_part)
+        with torch.no_grad():
+            magnitude = torch.add(x, log_rho).abs_().add_(rate_part).mul_(alpha_q)
+            magnitude += shape.abs()
+            magnitude += lg.abs()
+        return value, magnitude
+    t = alpha_q - 1
+    a_log_a = alpha_q * torch.log(alpha_q)
+    value = torch.addcmul(lg, alpha_q, rate_part)
+    value.add_(t, alpha=1 + _EULER_GAMMA).sub_(a_log_a)
     with torch.no_grad():
-        la = log_ratio.abs()
-        aa = a_minus_1.abs()
-        magnitude = la.add(1).mul_(aa)
-        magnitude += r_minus_1.abs()
-        magnitude += la
+        magnitude = torch.add(x, log_rho).abs_().add_(rate_part).mul_(alpha_q)
         magnitude += lg.abs()
-        magnitude.add_(aa, alpha=_EULER_GAMMA).add_(1)
+        magnitude += torch.add(a_log_a, t, alpha=1 + _EULER_GAMMA).abs_()
     return value, magnitude
+
+
+def _exponential_gamma_split_float32_inplace(
+    rate_p: torch.Tensor, alpha_q: torch.Tensor, rate_q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_exponential_gamma_split` for float32 without autograd: the same operations,
+    in place wherever a temporary is free (half as many fresh buffers)."""
+    rho = rate_p * alpha_q
+    torch.div(rate_q, rho, out=rho)
+    rate_part = torch.log(rho)
+    x = rho.sub_(1)
+    magnitude = torch.add(x, rate_part).abs_()
+    rate_part.neg_().add_(x)
+    magnitude.add_(rate_part).mul_(alpha_q)
+    lg = torch.lgamma(alpha_q)
+    a = alpha_q.double()
+    a_log_a = torch.log(a).mul_(a)
+    shape = a.sub_(1).mul_(1 + _EULER_GAMMA).sub_(a_log_a).add_(lg).float()
+    magnitude += torch.abs(shape, out=x)
+    magnitude += torch.abs(lg, out=x)
+    return shape.addcmul_(alpha_q, rate_part), magnitude
 
 
 @register_kl(Gamma, Exponential)

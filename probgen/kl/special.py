@@ -125,9 +125,14 @@ def fast_or_stable(
         if atol:
             threshold.clamp_min_(atol)
         threshold.clamp_max_(torch.finfo(value.dtype).max)  # an infinite value is redone
-        redo = torch.le(bound, threshold).logical_not_()  # also where the bound is NaN
-        idx = redo.nonzero(as_tuple=True)
-    if idx[0].numel():
+        # > 0, or NaN, where the value is not kept; one reduction spares the mask and its
+        # indices when every element is kept.
+        excess = bound.sub_(threshold)
+        idx = None
+        if value.numel() and not bool(excess.max() <= 0):
+            redo = torch.le(excess, 0).logical_not_()
+            idx = redo.nonzero(as_tuple=True)
+    if idx is not None:
         values = stable(Selection(redo, idx)).to(value.dtype)
         value = value.index_put(idx, values)
     if value.dtype != dtype:
