@@ -42,7 +42,7 @@ from probgen.kl.stable import expm1_minus_x, one_plus_x_log1p_minus_x
 __all__ = ["gamma_kl", "weibull_gamma_kl"]
 
 _EULER_GAMMA = 0.5772156649015329
-# float32 Exponential ‖ Gamma (:func:`_exponential_gamma_split`): error ≤ 1.5·eps·M.
+# float32 Exponential ‖ Gamma and Gamma ‖ Exponential (the split forms): error ≤ 1.5·eps·M.
 _EXP_GAMMA_ULPS = 2
 
 
@@ -305,11 +305,56 @@ def _exponential_gamma_split_float32_inplace(
 
 @register_kl(Gamma, Exponential)
 def _kl_gamma_exponential(p: Gamma, q: Exponential) -> torch.Tensor:
-    """Batchwise KL(p ‖ q) for Gamma p and Exponential(λ) = Gamma(1, λ) q: :func:`gamma_kl`.
+    r"""Batchwise KL(p ‖ q) for Gamma(α, β) p and Exponential(λ) = Gamma(1, λ) q.
+
+    .. math::
+
+        (\rho - 1 - \log\rho) + \bigl[(\alpha - 1)\psi(\alpha) - \log\Gamma(\alpha) + \log\alpha
+        + 1 - \alpha\bigr], \qquad \rho = \frac{\lambda\alpha}{\beta},
+
+    the rate part and the shape part KL(Gamma(α, α) ‖ Gamma(1, 1)), each ≥ 0: float32 input
+    by :func:`_gamma_exponential_split` where its rounding bound allows
+    (:func:`probgen.kl.special.fast_or_stable`), the other elements and other dtypes by
+    :func:`gamma_kl`.
 
     Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
     """
-    return gamma_kl(p.concentration, p.rate, _one(q.rate), q.rate)
+    params = alpha, rate, lam = p.concentration, p.rate, q.rate
+    if any(x.dtype != torch.float32 for x in params):
+        return gamma_kl(alpha, rate, _one(lam), lam)
+    value, magnitude = _gamma_exponential_split(*params)
+
+    def in_float64(selection: Selection) -> torch.Tensor:
+        ap, bp, bq = gather(selection, *params)
+        return _gamma_kl_in(torch.float64, torch.float32, ap, bp, _one(ap), bq)
+
+    return _kept_or(value, magnitude, in_float64, torch.float32, _EXP_GAMMA_ULPS)
+
+
+def _gamma_exponential_split(
+    alpha: torch.Tensor, rate: torch.Tensor, lam: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""float32 g + T, g = ρ − 1 − log ρ, T = (α − 1)ψ(α) − log Γ(α) + log α + 1 − α, and a
+    magnitude M of its rounding error (no autograd history).
+
+    As in :func:`_exponential_gamma_split`: g is within eps·(|ρ − 1| + |log ρ| + g) + eps·g/2.
+    T cancels to (π²/6 − 1)(α − 1)²/2 near α = 1, so it is summed in float64, from float64's
+    ψ(α) (what float32 input uses in :func:`gamma_kl` too) and float32's log Γ(α) (0.505 ulp):
+    M = |ρ − 1| + |log ρ| + g + |T| + |log Γ(α)|, error ≤ 1.5·eps·M."""
+    rho = lam * alpha / rate
+    log_rho = torch.log(rho)
+    x = rho - 1
+    rate_part = x - log_rho
+    lg = torch.lgamma(alpha)
+    a = alpha.double()
+    t = a - 1
+    shape = torch.log(a).sub_(t).addcmul_(t, torch.digamma(a)).sub_(lg).float()
+    value = shape + rate_part
+    with torch.no_grad():
+        magnitude = torch.add(x, log_rho).abs_().add_(rate_part)
+        magnitude += shape.abs()
+        magnitude += lg.abs()
+    return value, magnitude
 
 
 def _one(like: torch.Tensor) -> torch.Tensor:

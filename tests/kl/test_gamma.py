@@ -222,31 +222,43 @@ def test_exponential_gamma_batched_against_mpmath(dtype):
             _check(v, _ref_gamma(1.0, x, y, z), dtype)
 
 
-def test_exponential_gamma_float32_shape_near_one_against_mpmath():
-    # Concentrations 0.8…1.25 with ρ = β/(λα) within 1e-3 of 1: the shape part's float32 terms
+@pytest.mark.parametrize("direction", ["exponential_gamma", "gamma_exponential"])
+def test_float32_shape_near_one_against_mpmath(direction):
+    # Concentrations 0.8…1.25 with ρ within 1e-3 of 1: the shape part's float32 terms
     # (~|α − 1|) cancel to ~0.32(α − 1)², which the float64 sum keeps; the values are kept in the
     # fast path (no element redone), each within the float32 target of mpmath.
     g = torch.Generator().manual_seed(7)
     n = 200
     lam = torch.exp(torch.randn(n, generator=g, dtype=torch.float64))
     a = torch.exp(torch.empty(n, dtype=torch.float64).uniform_(-0.22, 0.22, generator=g))
-    b = lam * a * (1 + 1e-3 * torch.randn(n, generator=g, dtype=torch.float64))
+    near = 1 + 1e-3 * torch.randn(n, generator=g, dtype=torch.float64)
+    b = lam * a * near if direction == "exponential_gamma" else lam * a / near
     lam_t, a_t, b_t = lam.float(), a.float(), b.float()
-    value, magnitude = gamma._exponential_gamma_split(lam_t, a_t, b_t)
+    if direction == "exponential_gamma":
+        value, magnitude = gamma._exponential_gamma_split(lam_t, a_t, b_t)
+        values = probgen.kl_divergence(Exponential(lam_t), Gamma(a_t, b_t))
+    else:
+        value, magnitude = gamma._gamma_exponential_split(a_t, b_t, lam_t)
+        values = probgen.kl_divergence(Gamma(a_t, b_t), Exponential(lam_t))
     bound = gamma._EXP_GAMMA_ULPS * torch.finfo(torch.float32).eps * magnitude
     assert bool((bound <= (2.5e-5 * value).clamp_min(2.5e-8)).all())
-    values = probgen.kl_divergence(Exponential(lam_t), Gamma(a_t, b_t))
     with mp.workdps(60):
         for v, x, y, z in zip(
             values.tolist(), lam_t.tolist(), a_t.tolist(), b_t.tolist(), strict=True
         ):
-            _check(v, _ref_gamma(1.0, x, y, z), torch.float32)
+            ref = (
+                _ref_gamma(1.0, x, y, z)
+                if direction == "exponential_gamma"
+                else _ref_gamma(y, z, 1.0, x)
+            )
+            _check(v, ref, torch.float32)
 
 
-def test_exponential_gamma_float32_gradients():
+@pytest.mark.parametrize("direction", ["exponential_gamma", "gamma_exponential"])
+def test_float32_gradients(direction):
     # With autograd the float32 path runs out of place: same values as without, and gradients
-    # finite and within float32 rounding of the float64 ones (∂/∂λ = α/λ − β/λ², ∂/∂β = 1/λ −
-    # α/β, ∂/∂α = ψ(α) + γ − log(β/λ)).
+    # finite and within float32 rounding of the float64 ones (scaled by the sizes of the
+    # derivative's terms: 1/λ, α/β, α/λ, β/λ², |log(β/λ)|, 1/α, ψ'(α)·|α − 1|).
     g = torch.Generator().manual_seed(8)
     lam = torch.exp(torch.randn(64, generator=g, dtype=torch.float64))
     a = torch.exp(torch.randn(64, generator=g, dtype=torch.float64))
@@ -255,13 +267,30 @@ def test_exponential_gamma_float32_gradients():
     grads = {}
     for dtype in (torch.float32, torch.float64):
         params = [x.to(dtype).requires_grad_() for x in (lam, a, b)]
-        kl = probgen.kl_divergence(Exponential(params[0]), Gamma(params[1], params[2]))
-        kl.sum().backward()
+
+        def kl(params=params):
+            if direction == "exponential_gamma":
+                return probgen.kl_divergence(Exponential(params[0]), Gamma(params[1], params[2]))
+            return probgen.kl_divergence(Gamma(params[1], params[2]), Exponential(params[0]))
+
+        value = kl()
+        value.sum().backward()
         grads[dtype] = [x.grad.double() for x in params]
         assert all(bool(torch.isfinite(gr).all()) for gr in grads[dtype])
         with torch.no_grad():
-            again = probgen.kl_divergence(Exponential(params[0]), Gamma(params[1], params[2]))
-        assert torch.equal(again, kl.detach())
-    scale = lam.reciprocal() + a / b + a / lam + b / lam**2 + torch.log(b / lam).abs() + 1 / a + 1
+            assert torch.equal(kl(), value.detach())
+    scale = (
+        lam.reciprocal()
+        + a / b
+        + a / lam
+        + b / lam**2
+        + b / lam
+        + lam / b
+        + lam * a / b**2
+        + torch.log(b / lam).abs()
+        + 1 / a
+        + torch.polygamma(1, a) * (a - 1).abs()
+        + 1
+    )
     for g32, g64 in zip(grads[torch.float32], grads[torch.float64], strict=True):
         assert bool(((g32 - g64).abs() <= 1e-5 * scale).all())
