@@ -282,7 +282,7 @@ def _exponential_gamma_split(
     ≤ 1.5·eps·M. float64 input has S in float64 and M's shape term |log Γ(α)| +
     (1 + γ)|α − 1| + α|log α| (α − 1 and log α have the same sign); the rare elements that fail
     (α ≈ 1 and ρ ≈ 1 together) are redone by :func:`gamma_kl`."""
-    if alpha_q.dtype == torch.float32 and not grad_needed(rate_p, alpha_q, rate_q):
+    if alpha_q.dtype == torch.float32 and _inplace(rate_p, alpha_q, rate_q):
         return _exponential_gamma_split_float32_inplace(rate_p, alpha_q, rate_q)
     rho = rate_q / (rate_p * alpha_q)
     log_rho = torch.log(rho)
@@ -312,8 +312,8 @@ def _exponential_gamma_split(
 def _exponential_gamma_split_float32_inplace(
     rate_p: torch.Tensor, alpha_q: torch.Tensor, rate_q: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_exponential_gamma_split` for float32 without autograd: the same operations,
-    in place wherever a temporary is free (half as many fresh buffers)."""
+    """:func:`_exponential_gamma_split` for float32 parameters of one shape, without autograd:
+    the same operations, in place wherever a temporary is free (half as many fresh buffers)."""
     rho = rate_p * alpha_q
     torch.div(rate_q, rho, out=rho)
     rate_part = torch.log(rho)
@@ -382,6 +382,11 @@ def _gamma_exponential_split(
         magnitude += shape.abs()
         magnitude += lg.abs()
     return value, magnitude
+
+
+def _inplace(*params: torch.Tensor) -> bool:
+    """Whether temporaries may be overwritten: no autograd, and one shape (no broadcasting)."""
+    return not grad_needed(*params) and all(x.shape == params[0].shape for x in params)
 
 
 def _one(like: torch.Tensor) -> torch.Tensor:

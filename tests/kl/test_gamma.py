@@ -325,3 +325,27 @@ def test_gamma_gamma_float32_gradients():
     )
     for g32, g64 in zip(grads[torch.float32], grads[torch.float64], strict=True):
         assert bool(((g32 - g64).abs() <= 1e-5 * scale).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exponential_gamma_broadcasting(dtype):
+    # Each parameter the largest in turn (the float32 in-place path is taken for one shape only).
+    lam = torch.tensor([[0.5, 2.0, 3.0], [1.0, 1.0, 1.0]], dtype=dtype)
+    a = torch.tensor([1.7, 1.1, 1.2], dtype=dtype)
+    b = torch.tensor([1.0, 2.0, 0.3], dtype=dtype)
+    expected = probgen.kl_divergence(
+        Exponential(lam), Gamma(a.expand(2, 3).clone(), b.expand(2, 3).clone())
+    )
+    assert probgen.kl_divergence(Exponential(lam), Gamma(a, b)).equal(expected)
+    assert probgen.kl_divergence(Exponential(lam[0]), Gamma(a, b.expand(2, 3))).equal(
+        probgen.kl_divergence(Exponential(lam[0].expand(2, 3).clone()), Gamma(a.expand(2, 3), b))
+    )
+    with mp.workdps(60):
+        for v, x, y, z in zip(
+            expected.flatten().tolist(),
+            lam.flatten().tolist(),
+            a.expand(2, 3).flatten().tolist(),
+            b.expand(2, 3).flatten().tolist(),
+            strict=True,
+        ):
+            _check(v, _ref_gamma(1.0, x, y, z), dtype)
