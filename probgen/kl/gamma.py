@@ -96,6 +96,8 @@ def _gamma_gamma_split(
     ulp each): M = α_q(|ρ − 1| + |log ρ| + g) + |U| + |log Γ(α_p)| + |log Γ(α_q)|, error
     ≤ 2·eps·M. What is left is the float32 rounding of the two log Γ, which U (~(α_p − α_q)²)
     does not cover when the concentrations are close."""
+    if _inplace(alpha_p, rate_p, alpha_q, rate_q):
+        return _gamma_gamma_split_inplace(alpha_p, rate_p, alpha_q, rate_q)
     rho = rate_q * alpha_p / (rate_p * alpha_q)
     log_rho = torch.log(rho)
     x = rho - 1
@@ -112,6 +114,30 @@ def _gamma_gamma_split(
         magnitude += lg_p.abs()
         magnitude += lg_q.abs()
     return value, magnitude
+
+
+def _gamma_gamma_split_inplace(
+    alpha_p: torch.Tensor, rate_p: torch.Tensor, alpha_q: torch.Tensor, rate_q: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_gamma_gamma_split` for parameters of one shape, without autograd: the same
+    operations, in place wherever a temporary is free."""
+    rho, log_rho = rate_q * alpha_p, rate_p * alpha_q
+    rho.div_(log_rho)
+    torch.log(rho, out=log_rho)
+    x = rho.sub_(1)
+    magnitude = torch.add(x, log_rho).abs_()
+    rate_part = log_rho.neg_().add_(x)
+    magnitude.add_(rate_part).mul_(alpha_q)
+    lg_p, lg_q = torch.lgamma(alpha_p), torch.lgamma(alpha_q)
+    a, b = alpha_p.double(), alpha_q.double()
+    shape = torch.div(b, a).log_().mul_(b)
+    psi = torch.digamma(a)
+    d = a.sub_(b)
+    shape = shape.add_(d).neg_().addcmul_(d, psi).add_(lg_q).sub_(lg_p).float()
+    magnitude += torch.abs(shape, out=x)
+    magnitude += torch.abs(lg_p, out=x)
+    magnitude += torch.abs(lg_q, out=x)
+    return shape.addcmul_(alpha_q, rate_part), magnitude
 
 
 def _gamma_kl_in(
@@ -368,6 +394,8 @@ def _gamma_exponential_split(
     T cancels to (π²/6 − 1)(α − 1)²/2 near α = 1, so it is summed in float64, from float64's
     ψ(α) (what float32 input uses in :func:`gamma_kl` too) and float32's log Γ(α) (0.505 ulp):
     M = |ρ − 1| + |log ρ| + g + |T| + |log Γ(α)|, error ≤ 1.5·eps·M."""
+    if _inplace(alpha, rate, lam):
+        return _gamma_exponential_split_inplace(alpha, rate, lam)
     rho = lam * alpha / rate
     log_rho = torch.log(rho)
     x = rho - 1
@@ -387,6 +415,29 @@ def _gamma_exponential_split(
 def _inplace(*params: torch.Tensor) -> bool:
     """Whether temporaries may be overwritten: no autograd, and one shape (no broadcasting)."""
     return not grad_needed(*params) and all(x.shape == params[0].shape for x in params)
+
+
+def _gamma_exponential_split_inplace(
+    alpha: torch.Tensor, rate: torch.Tensor, lam: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_gamma_exponential_split` for parameters of one shape, without autograd: the same
+    operations, in place wherever a temporary is free."""
+    rho = lam * alpha
+    rho.div_(rate)
+    rate_part = torch.log(rho)
+    x = rho.sub_(1)
+    magnitude = torch.add(x, rate_part).abs_()
+    rate_part.neg_().add_(x)
+    magnitude += rate_part
+    lg = torch.lgamma(alpha)
+    a = alpha.double()
+    psi = torch.digamma(a)
+    shape = torch.log(a)
+    t = a.sub_(1)
+    shape = shape.sub_(t).addcmul_(t, psi).sub_(lg).float()
+    magnitude += torch.abs(shape, out=x)
+    magnitude += torch.abs(lg, out=x)
+    return shape.add_(rate_part), magnitude
 
 
 def _one(like: torch.Tensor) -> torch.Tensor:

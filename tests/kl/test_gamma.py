@@ -297,8 +297,9 @@ def test_float32_gradients(direction):
 
 
 def test_gamma_gamma_float32_gradients():
-    # The float32 split form (shape part in float64): finite gradients, within float32 rounding
-    # of the float64 ones (scaled by the sizes of the derivative's terms).
+    # The float32 split form (shape part in float64): the same values with and without autograd
+    # (out of place and in place), finite gradients within float32 rounding of the float64 ones
+    # (scaled by the sizes of the derivative's terms).
     g = torch.Generator().manual_seed(9)
     ap, bp, aq, bq = (
         torch.exp(torch.randn(64, generator=g, dtype=torch.float64)) for _ in range(4)
@@ -307,11 +308,13 @@ def test_gamma_gamma_float32_gradients():
     grads = {}
     for dtype in (torch.float32, torch.float64):
         params = [x.to(dtype).requires_grad_() for x in (ap, bp, aq, bq)]
-        probgen.kl_divergence(
-            Gamma(params[0], params[1]), Gamma(params[2], params[3])
-        ).sum().backward()
+        kl = probgen.kl_divergence(Gamma(params[0], params[1]), Gamma(params[2], params[3]))
+        kl.sum().backward()
         grads[dtype] = [x.grad.double() for x in params]
         assert all(bool(torch.isfinite(gr).all()) for gr in grads[dtype])
+        with torch.no_grad():
+            again = probgen.kl_divergence(Gamma(params[0], params[1]), Gamma(params[2], params[3]))
+        assert torch.equal(again, kl.detach())
     scale = (
         (ap - aq).abs() * torch.polygamma(1, ap)
         + torch.digamma(ap).abs()
