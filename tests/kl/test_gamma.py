@@ -352,3 +352,17 @@ def test_exponential_gamma_broadcasting(dtype):
             strict=True,
         ):
             _check(v, _ref_gamma(1.0, x, y, z), dtype)
+
+
+def test_gamma_float32_broadcasting():
+    # Broadcast parameters take the out-of-place float32 path, parameters of one shape the
+    # in-place one: the same values.
+    a = torch.tensor([[0.5, 2.0, 3.0], [1.0, 1.5, 7.0]])
+    r = torch.tensor([1.7, 1.1, 0.2])
+    full = r.expand(2, 3).clone()
+    assert probgen.kl_divergence(Gamma(a, full), Gamma(full, 2 * full)).equal(
+        probgen.kl_divergence(Gamma(a, full), Gamma(r, 2 * r))
+    )
+    assert probgen.kl_divergence(Gamma(a, full), Exponential(full)).equal(
+        probgen.kl_divergence(Gamma(a, 1.0 * full), Exponential(r))
+    )
