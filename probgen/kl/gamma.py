@@ -373,6 +373,8 @@ def _kl_gamma_exponential(p: Gamma, q: Exponential) -> torch.Tensor:
     Result shape: broadcast of the batch shapes. Reference: ``docs/kl/gamma_beta.md``.
     """
     params = alpha, rate, lam = p.concentration, p.rate, q.rate
+    if all(x.dtype == torch.float64 for x in params):
+        return _gamma_exponential_float64(*params)
     if any(x.dtype != torch.float32 for x in params):
         return gamma_kl(alpha, rate, _one(lam), lam)
     value, magnitude = _gamma_exponential_split(*params)
@@ -382,6 +384,48 @@ def _kl_gamma_exponential(p: Gamma, q: Exponential) -> torch.Tensor:
         return _gamma_kl_in(torch.float64, torch.float32, ap, bp, _one(ap), bq)
 
     return _kept_or(value, magnitude, in_float64, torch.float32, _EXP_GAMMA_ULPS)
+
+
+def _gamma_exponential_float64(
+    alpha: torch.Tensor, rate: torch.Tensor, lam: torch.Tensor
+) -> torch.Tensor:
+    """float64: torch's formula where its rounding bound allows, then the rate and shape parts
+    (:func:`_gamma_exponential_split64`, which keep close laws with α not too near 1 and cost
+    a few operations on the elements left), then :func:`gamma_kl`."""
+    value, magnitude = _gamma_textbook(alpha, rate, _one(lam), lam)
+
+    def split(selection: Selection) -> torch.Tensor:
+        ap, bp, bq = gather(selection, alpha, rate, lam)
+        value, magnitude = _gamma_exponential_split64(ap, bp, bq)
+
+        def stable(selection: Selection) -> torch.Tensor:
+            a, b, r = gather(selection, ap, bp, bq)
+            return gamma_kl(a, b, _one(r), r)
+
+        return _kept_or(value, magnitude, stable, torch.float64, _ULPS)
+
+    return _kept_or(value, magnitude, split, torch.float64, _ULPS)
+
+
+def _gamma_exponential_split64(
+    alpha: torch.Tensor, rate: torch.Tensor, lam: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""float64 g + T (as in :func:`_gamma_exponential_split`, every term in float64) and M:
+    the rate part's α-free form of it, plus |α − 1|(|ψ(α)| + 1) (the product and torch's
+    digamma, accurate to ~7 ulps of max(|ψ|, 1)), |log Γ(α)|, |log α| and |α − 1|."""
+    rho = lam * alpha / rate
+    log_rho = torch.log(rho)
+    x = rho - 1
+    rate_part = x - log_rho
+    lg, psi, log_a = torch.lgamma(alpha), torch.digamma(alpha), torch.log(alpha)
+    t = alpha - 1
+    value = (log_a - t).addcmul_(t, psi).sub_(lg).add_(rate_part)
+    with torch.no_grad():
+        magnitude = torch.add(x, log_rho).abs_().add_(rate_part)
+        magnitude.addcmul_(t.abs(), psi.abs().add_(2))
+        magnitude += lg.abs()
+        magnitude += log_a.abs()
+    return value, magnitude
 
 
 def _gamma_exponential_split(

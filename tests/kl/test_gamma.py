@@ -366,3 +366,21 @@ def test_gamma_float32_broadcasting():
     assert probgen.kl_divergence(Gamma(a, full), Exponential(full)).equal(
         probgen.kl_divergence(Gamma(a, 1.0 * full), Exponential(r))
     )
+
+
+def test_gamma_exponential_float64_close_laws_against_mpmath():
+    # α within 1e-2 of 1 and ρ = λα/β within 1e-2 of 1: torch's formula cancels there (these
+    # go to the split form), and α within 1e-7 of 1 (on to gamma_kl); finite gradients.
+    g = torch.Generator().manual_seed(11)
+    n = 120
+    lam = torch.exp(torch.randn(n, generator=g, dtype=torch.float64) * 2)
+    a = 1 + 1e-2 * torch.randn(n, generator=g, dtype=torch.float64)
+    a[::6] = 1 + 1e-7 * torch.randn(n // 6, generator=g, dtype=torch.float64)
+    b = lam * a * (1 + 1e-2 * torch.randn(n, generator=g, dtype=torch.float64))
+    params = [x.clone().requires_grad_() for x in (a, b, lam)]
+    values = probgen.kl_divergence(Gamma(params[0], params[1]), Exponential(params[2]))
+    values.sum().backward()
+    assert all(bool(torch.isfinite(x.grad).all()) for x in params)
+    with mp.workdps(60):
+        for v, x, y, z in zip(values.tolist(), a.tolist(), b.tolist(), lam.tolist(), strict=True):
+            _check(v, _ref_gamma(x, y, 1.0, z), torch.float64)
