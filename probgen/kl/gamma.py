@@ -274,18 +274,21 @@ def _kept_or(
 def _exponential_gamma_textbook(
     rate_p: torch.Tensor, alpha_q: torch.Tensor, rate_q: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch's r − α log r + log Γ(α) + γ(α − 1) − 1 (r = β/λ) and its magnitude M."""
+    """torch's r − α log r + log Γ(α) + γ(α − 1) − 1 (r = β/λ) and its magnitude M (in the
+    buffers of log r and log Γ(α) for parameters of one shape without autograd)."""
+    inplace = _inplace(rate_p, alpha_q, rate_q)
     ratio = rate_q / rate_p
     log_ratio = torch.log(ratio)
     lg = torch.lgamma(alpha_q)
-    value = ratio - alpha_q * log_ratio
+    value = torch.addcmul(ratio, alpha_q, log_ratio, value=-1)
     value += lg
-    value += _EULER_GAMMA * alpha_q
+    value.add_(alpha_q, alpha=_EULER_GAMMA)
     value -= 1 + _EULER_GAMMA
     with torch.no_grad():
-        magnitude = log_ratio.abs().add_(1).mul_(2).mul_(alpha_q)
+        size, lg_size = (log_ratio.abs_(), lg.abs_()) if inplace else (log_ratio.abs(), lg.abs())
+        magnitude = size.add_(1).mul_(2).mul_(alpha_q)
         magnitude += ratio
-        magnitude += lg.abs()
+        magnitude += lg_size
         magnitude.add_(alpha_q, alpha=_EULER_GAMMA).add_(1 + _EULER_GAMMA)
     return value, magnitude
 
