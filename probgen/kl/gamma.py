@@ -177,12 +177,21 @@ def _gamma_textbook(
     value += rate
     value -= lg_p
     value += lg_q
+    inplace = not grad_needed(ap, bp, aq, bq) and mean.shape == value.shape
     with torch.no_grad():
-        magnitude = mean.abs() + cross.abs().mul_(2)  # the shape of value
-        magnitude += d.abs()
-        magnitude += lg_p.abs()
-        magnitude += lg_q.abs()
-        magnitude.addcmul_(aq, log_ratio.abs().add_(1), value=2)
+        if not inplace:
+            magnitude = mean.abs() + cross.abs().mul_(2)  # the shape of value
+            magnitude += d.abs()
+            magnitude += lg_p.abs()
+            magnitude += lg_q.abs()
+            magnitude.addcmul_(aq, log_ratio.abs().add_(1), value=2)
+            return value, magnitude
+        # The same sums in the temporaries' own buffers (all fresh, none saved for autograd).
+        magnitude = mean.abs_().add_(cross.abs_(), alpha=2)
+        magnitude += d.abs_()
+        magnitude += lg_p.abs_()
+        magnitude += lg_q.abs_()
+        magnitude.addcmul_(aq, log_ratio.abs_().add_(1), value=2)
     return value, magnitude
 
 
