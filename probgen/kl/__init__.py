@@ -9,6 +9,7 @@ from probgen.kl import (  # noqa: F401
     continuous_bernoulli,
     cross_family,
     discrete,
+    exponential,
     gamma,
     independent,
     location_scale,
