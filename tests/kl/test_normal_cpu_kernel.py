@@ -274,3 +274,10 @@ def test_without_the_kernel_the_pytorch_path_answers(tmp_path, env, why):
     out = _python(_PROBE, {"PROBGEN_CACHE_DIR": str(tmp_path), **env})
     assert out.startswith(f"{_EXPECTED} | {why}")
     assert not list(tmp_path.glob("*.so"))
+
+
+def test_a_cache_folder_that_cannot_be_made_falls_back(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = _python(_PROBE, {"PROBGEN_CACHE_DIR": str(blocker / "cache")})
+    assert out.startswith(f"{_EXPECTED} | build failed with ")
