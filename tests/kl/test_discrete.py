@@ -358,15 +358,20 @@ def test_categorical_with_very_negative_logits_in_float32():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", [2, 3, 4])
-def test_categorical_batched_rows_around_the_fast_path_threshold(dtype, k):
+@pytest.mark.parametrize("cached", [False, True])
+def test_categorical_batched_rows_around_the_fast_path_threshold(dtype, k, cached):
     # KLs from ~1e-4 to ~1 with large logits (mass ≫ KL): rows on both sides of the direct
     # sum's threshold, summed by the short-row path, against 60-digit sums of the stored logits.
+    # cached: torch's softmax probabilities already read (and cached), which the KL then uses.
     g = torch.Generator().manual_seed(7 + k)
     rows = 60
     base = torch.randn(rows, k, generator=g, dtype=dtype) * 8
     scale = torch.logspace(-2, 0, rows, dtype=dtype).unsqueeze(-1)
     other = base + scale * torch.randn(rows, k, generator=g, dtype=dtype)
     p, q = Categorical(logits=base), Categorical(logits=other)
+    if cached:
+        _ = p.probs, q.probs
+        assert "probs" in p.__dict__ and "probs" in q.__dict__
     values = categorical.categorical_kl(p, q)
     for row in range(rows):
         ea = [mp.exp(mp.mpf(x)) for x in p.logits[row].tolist()]
@@ -393,3 +398,38 @@ def test_poisson_batched_across_ratios_against_mpmath(dtype):
         xm, ym = mp.mpf(xa), mp.mpf(yb)
         ref = ym if xa == 0 else xm * mp.log(xm / ym) - xm + ym
         assert _close(v, ref, dtype), (xa, yb, v, float(ref))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_categorical_cached_probs_agree_with_and_without_autograd(dtype):
+    # Near-equal rows (term-by-term path) and generic rows (direct sum), with torch's cached
+    # softmax probabilities: values match the uncached evaluation within the accuracy target
+    # (the direct sum's few-eps absolute error is ≤ 3e-12 resp. 2e-5 relative above its
+    # threshold), and gradients are finite and match too.
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(200, 4, generator=g, dtype=dtype) * 2
+    scale = torch.logspace(-6, 0, 200, dtype=dtype).unsqueeze(-1)
+    other = base + scale * torch.randn(200, 4, generator=g, dtype=dtype)
+    tol = RTOL[dtype]
+    plain = categorical.categorical_kl(Categorical(logits=base), Categorical(logits=other))
+    p, q = Categorical(logits=base), Categorical(logits=other)
+    _ = p.probs, q.probs
+    cached = categorical.categorical_kl(p, q)
+    torch.testing.assert_close(cached, plain, rtol=tol, atol=0)
+    a = base.clone().requires_grad_()
+    p, q = Categorical(logits=a), Categorical(logits=other)
+    _ = p.probs, q.probs
+    with_grad = categorical.categorical_kl(p, q)
+    torch.testing.assert_close(with_grad.detach(), plain, rtol=tol, atol=0)
+    (grad,) = torch.autograd.grad(with_grad.sum(), a)
+    a2 = base.clone().requires_grad_()
+    (grad_plain,) = torch.autograd.grad(
+        categorical.categorical_kl(Categorical(logits=a2), Categorical(logits=other)).sum(), a2
+    )
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(
+        grad,
+        grad_plain,
+        rtol=1e-3 if dtype == torch.float32 else 1e-8,
+        atol=1e-6 if dtype == torch.float32 else 1e-12,
+    )
