@@ -54,7 +54,7 @@ def _kl_geometric_geometric(p: Geometric, q: Geometric) -> torch.Tensor:
         Reference: ``docs/kl/discrete.md``.
     """
     kl = binary_kl(p, q)
-    probs = two_point(p)[0]
+    probs = p.probs if given_parameter(p) == "probs" else torch.sigmoid(p.logits)
     return kl / probs if grad_needed(kl) else kl.div_(probs)
 
 
