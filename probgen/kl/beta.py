@@ -26,6 +26,7 @@ import math
 import torch
 from torch.distributions import Beta, Dirichlet, Kumaraswamy
 
+from probgen.kl.discrete_terms import grad_needed
 from probgen.kl.registry import register_kl
 from probgen.kl.special import (
     _ULPS,
@@ -146,7 +147,37 @@ def _with_float32_lgamma(
         lg_bound *= _LGAMMA_F32_ULPS * torch.finfo(torch.float32).eps
         lg_bound /= _ULPS * torch.finfo(torch.float64).eps  # as a part of M
     del lg_a, lg_b
-    return _textbook(alpha.to(torch.float64), beta.to(torch.float64), lg_sum, lg_bound)
+    a, b = alpha.to(torch.float64), beta.to(torch.float64)
+    if grad_needed(alpha, beta) or a.shape != b.shape:
+        return _textbook(a, b, lg_sum, lg_bound)
+    return _textbook_in_place(a, b, lg_sum, lg_bound)
+
+
+def _textbook_in_place(
+    a: torch.Tensor, b: torch.Tensor, lg_sum: torch.Tensor, lg_magnitude: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_textbook` without autograd, overwriting ``a`` and ``b`` (fresh float64 copies of
+    one shape) instead of allocating five more temporaries of their size (at 1e5 Beta pairs,
+    fresh 1.6 MB buffers whose page faults cost about as much as the arithmetic).
+
+    The same value, Σ(βᵢ − αᵢ)(ψ(α₀) − ψ(αᵢ)) + lg_sum + log Γ(α₀) − log Γ(β₀), and a magnitude
+    M with |ψ(αᵢ)| + |ψ(α₀)| bounded by |ψ(αᵢ) − ψ(α₀)| + 2|ψ(α₀)| (at most 3 more ulps)."""
+    a0, b0 = _last_sum(a), _last_sum(b)
+    delta = b.sub_(a)  # βᵢ − αᵢ
+    psi0 = torch.digamma(a0)
+    spread = a.digamma_().sub_(psi0.unsqueeze(-1))  # ψ(αᵢ) − ψ(α₀)
+    value = _last_sum(delta * spread).neg_().add_(lg_sum)
+    psi0.abs_().mul_(2).add_(2)
+    per = delta.abs_().mul_(spread.abs_().add_(psi0.unsqueeze(-1)))
+    magnitude = _last_sum(per).mul_(2)
+    del psi0, per, spread, delta
+    lg_a0, lg_b0 = torch.lgamma(a0), torch.lgamma(b0)
+    value += lg_a0
+    value -= lg_b0
+    magnitude += lg_a0.abs_()
+    magnitude += lg_b0.abs_()
+    magnitude += lg_magnitude
+    return value, magnitude
 
 
 def _dirichlet_kl_stable(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
