@@ -179,13 +179,14 @@ def test_gradients_and_dispatch():
     assert lookup(Kumaraswamy(1.0, 1.0), q) is beta._kl_kumaraswamy_beta
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("k", [2, 3])
-def test_float32_in_place_path_matches_autograd_and_broadcast_paths(k):
-    # float32 without autograd and of one shape: the textbook formula evaluated in place.
+def test_in_place_path_matches_autograd_and_broadcast_paths(dtype, k):
+    # Without autograd and of one shape: the textbook formula evaluated in place.
     # It must agree with the autograd path and with the broadcast (out-of-place) path within
-    # twice the float32 target (each meets the target against mpmath: checked here and in the
+    # twice the target (each meets the target against mpmath: checked here and in the
     # tests above), its inputs stay untouched, and gradients of the autograd path are finite.
-    cases = list(_cases(torch.float32, k, 60, seed=20 + k))
+    cases = list(_cases(dtype, k, 60, seed=20 + k))
     al = torch.stack([c[0] for c in cases])
     be = torch.stack([c[1] for c in cases])
     al_copy, be_copy = al.clone(), be.clone()
@@ -193,15 +194,14 @@ def test_float32_in_place_path_matches_autograd_and_broadcast_paths(k):
     assert torch.equal(al, al_copy) and torch.equal(be, be_copy)
     with mp.workdps(160):
         for v, a, b in zip(in_place.tolist(), al.tolist(), be.tolist(), strict=True):
-            _check(v, _ref_dirichlet(a, b), torch.float32)
+            _check(v, _ref_dirichlet(a, b), dtype)
+    atol = 2e-7 if dtype == torch.float32 else 0.0
     al_grad = al.clone().requires_grad_()
     with_grad = beta.dirichlet_kl(al_grad, be)
-    torch.testing.assert_close(
-        with_grad.detach(), in_place, rtol=2 * RTOL[torch.float32], atol=2e-7
-    )
+    torch.testing.assert_close(with_grad.detach(), in_place, rtol=2 * RTOL[dtype], atol=atol)
     (grad,) = torch.autograd.grad(with_grad.sum(), al_grad)
     assert torch.isfinite(grad).all()
     # one q for every p: broadcast shapes take the out-of-place path
     broadcast = beta.dirichlet_kl(al, be[:1])
     expanded = beta.dirichlet_kl(al, be[:1].expand_as(al).contiguous())
-    torch.testing.assert_close(broadcast, expanded, rtol=2 * RTOL[torch.float32], atol=2e-7)
+    torch.testing.assert_close(broadcast, expanded, rtol=2 * RTOL[dtype], atol=atol)
