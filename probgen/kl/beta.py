@@ -145,17 +145,17 @@ def _with_float32_lgamma(
     float32's does), and a magnitude M whose float64 bound 8·ε₆₄·M also covers that sum's
     rounding, 2ε₃₂·Σ(|log Γ(αᵢ)| + |log Γ(βᵢ)|); elements that fail it are redone with float64
     lgamma by the caller."""
+    in_place = not grad_needed(alpha, beta) and alpha.shape == beta.shape
     lg_a, lg_b = torch.lgamma(alpha), torch.lgamma(beta)
     lg_sum = _last_sum(lg_b - lg_a).to(torch.float64)
     with torch.no_grad():
-        lg_bound = _last_sum(_abs_sum(lg_a, lg_b)).to(torch.float64)
+        abs_sum = lg_a.abs_().add_(lg_b.abs_()) if in_place else _abs_sum(lg_a, lg_b)
+        lg_bound = _last_sum(abs_sum).to(torch.float64)
         lg_bound *= _LGAMMA_F32_ULPS * torch.finfo(torch.float32).eps
         lg_bound /= _ULPS * torch.finfo(torch.float64).eps  # as a part of M
-    del lg_a, lg_b
-    a, b = alpha.to(torch.float64), beta.to(torch.float64)
-    if grad_needed(alpha, beta) or a.shape != b.shape:
-        return _textbook(a, b, lg_sum, lg_bound)
-    return _textbook_in_place(a, b, lg_sum, lg_bound)
+    del lg_a, lg_b, abs_sum
+    textbook = _textbook_in_place if in_place else _textbook
+    return textbook(alpha.to(torch.float64), beta.to(torch.float64), lg_sum, lg_bound)
 
 
 def _textbook_in_place(
