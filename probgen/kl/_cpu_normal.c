@@ -114,39 +114,27 @@ static int chunk_f32(const float *restrict lp, const float *restrict sp, const f
     return special;
 }
 
-static void range_f64(const double *lp, const double *sp, const double *lq, const double *sq,
-                      double *out, int64_t n) {
-    for (int64_t start = 0; start < n; start += CHUNK) {
-        int64_t len = n - start < CHUNK ? n - start : CHUNK;
-        const double *a = lp + start, *b = sp + start, *c = lq + start, *q = sq + start;
-        if (chunk_f64(a, b, c, q, out + start, len)) {
-            for (int64_t i = 0; i < len; ++i) {
-                double inv = 1.0 / q[i], r = b[i] * inv;
-                if (!(r >= DBL_MIN && r <= DBL_MAX && inv <= DBL_MAX)) {
-                    out[start + i] = kl_scalar(a[i], b[i], c[i], q[i]);
-                }
-            }
-        }
+/* The chunked loop of one dtype: the vectorized chunk, then the elements it flagged redone one
+ * by one in double (float32 elements whose ratio leaves float's normal range are normal numbers
+ * in double unless an argument is 0, infinite or NaN). */
+#define RANGE(NAME, CHUNK_FN, T, TMIN, TMAX)                                                   \
+    static void NAME(const T *lp, const T *sp, const T *lq, const T *sq, T *out, int64_t n) {  \
+        for (int64_t start = 0; start < n; start += CHUNK) {                                   \
+            int64_t len = n - start < CHUNK ? n - start : CHUNK;                               \
+            const T *a = lp + start, *b = sp + start, *c = lq + start, *q = sq + start;        \
+            if (CHUNK_FN(a, b, c, q, out + start, len)) {                                      \
+                for (int64_t i = 0; i < len; ++i) {                                            \
+                    T inv = (T)1 / q[i], r = b[i] * inv;                                       \
+                    if (!(r >= TMIN && r <= TMAX && inv <= TMAX)) {                            \
+                        out[start + i] = (T)kl_scalar(a[i], b[i], c[i], q[i]);                 \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
     }
-}
 
-/* float32 elements that leave float's normal range are computed in double (where their
- * ratio is a normal number unless an argument is 0, infinite or NaN). */
-static void range_f32(const float *lp, const float *sp, const float *lq, const float *sq,
-                      float *out, int64_t n) {
-    for (int64_t start = 0; start < n; start += CHUNK) {
-        int64_t len = n - start < CHUNK ? n - start : CHUNK;
-        const float *a = lp + start, *b = sp + start, *c = lq + start, *q = sq + start;
-        if (chunk_f32(a, b, c, q, out + start, len)) {
-            for (int64_t i = 0; i < len; ++i) {
-                float inv = 1.0f / q[i], r = b[i] * inv;
-                if (!(r >= FLT_MIN && r <= FLT_MAX && inv <= FLT_MAX)) {
-                    out[start + i] = (float)kl_scalar(a[i], b[i], c[i], q[i]);
-                }
-            }
-        }
-    }
-}
+RANGE(range_f64, chunk_f64, double, DBL_MIN, DBL_MAX)
+RANGE(range_f32, chunk_f32, float, FLT_MIN, FLT_MAX)
 
 /* The gradients of the KL times `grad` (the backward pass), chunk by chunk: one loop per
  * wanted gradient, each reading its chunk of the inputs while it is still in cache, so that

@@ -173,25 +173,10 @@ def test_fused_and_registered_paths_use_the_kernel(dtype, monkeypatch):
 
 
 def test_twice_differentiable():
-    gen = torch.Generator().manual_seed(9)
-    params = [
-        torch.randn(6, generator=gen, dtype=torch.float64),
-        torch.rand(6, generator=gen, dtype=torch.float64) + 0.5,
-        torch.randn(6, generator=gen, dtype=torch.float64),
-        torch.rand(6, generator=gen, dtype=torch.float64) + 0.5,
-    ]
-    params = [x.requires_grad_() for x in params]
+    params = [x.requires_grad_() for x in random_params(6, torch.float64, seed=9)]
     assert type(kl_normal._normal_kl_dispatch(*params).grad_fn).__name__ == "_NormalKLBackward"
     assert torch.autograd.gradcheck(kl_normal._normal_kl_dispatch, params)
     assert torch.autograd.gradgradcheck(kl_normal._normal_kl_dispatch, params)
-
-
-def analytic_gradients(params: list[torch.Tensor], weight: torch.Tensor) -> list[torch.Tensor]:
-    """weight · ∂KL/∂(μ_p, σ_p, μ_q, σ_q) in float64 from float64 parameters."""
-    lp, sp, lq, sq = params
-    t, r = (lp - lq) / sq, sp / sq
-    g_loc = weight * t / sq
-    return [g_loc, weight * (r * r - 1) / sp, -g_loc, weight * (1 - r * r - t * t) / sq]
 
 
 def assert_gradients_accurate(grads, params, weight, dtype) -> None:
