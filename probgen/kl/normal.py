@@ -277,10 +277,10 @@ def fused_normal_kl(
         if launch is not None:
             launch(*params, out)
             return out
+    if same and contiguous:
+        return _blocked(params, out)
     if not same:
         params = tuple(x.expand(shape) for x in params)
-    elif out.numel() > _BLOCK and contiguous:
-        return _blocked(params, out)
     _fused_into(*params, out=out, tmp=torch.empty_like(out))
     return out
 
@@ -439,11 +439,8 @@ def _cpu_forward(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
     kernels = _cpu_kernels() if out.dtype in _KERNEL_DTYPES else None
     if kernels is not None:
         kernels.forward(*params, out)
-    elif out.numel() > _BLOCK:
-        _blocked(params, out)
-    else:
-        _fused_into(*params, out=out, tmp=torch.empty_like(out))
-    return out
+        return out
+    return _blocked(params, out)
 
 
 @register_kl(Normal, Normal)
