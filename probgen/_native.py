@@ -82,8 +82,11 @@ def _version(cc: str) -> str:
 
 def _build(cc: str, source: Path, target: Path) -> str | None:
     """Compile ``source`` into ``target``; ``None`` on success, else the compiler's complaint."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp", dir=target.parent)
+    except OSError as err:  # e.g. a cache folder that cannot be made or written
+        return str(err)
     os.close(fd)
     try:
         done = subprocess.run(
@@ -128,10 +131,7 @@ def load_library(source: Path) -> ctypes.CDLL | None:
     target = cache_dir() / f"{source.stem}-{digest.hexdigest()[:20]}.so"
     for attempt in range(2):
         if not target.exists() or attempt:
-            try:
-                error = _build(cc, source, target)
-            except OSError as err:  # e.g. a cache folder that cannot be written
-                error = str(err)
+            error = _build(cc, source, target)
             if error is not None:
                 _status[key] = f"build failed with {cc}: {error}"
                 return None
